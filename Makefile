@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine (see README.md):
+#   make book   set up .venv, then build the rendered book, executing every notebook
+#   make test   set up .venv, then run every test (unit tests, doctests, notebooks under nbval)
+PYTHON ?= python3
+VENV ?= .venv
+# torch 2.13.0 is a CPU build from local disk on the project's machines and the CUDA build from PyPI elsewhere;
+# override (make TORCH="torch==2.x") to match a local CUDA.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BOOK_STAMP := _build/.ibcore-sources
+
+.PHONY: book test bench clean setup
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ibcore)" > /dev/null
+	touch $@
+
+# Jupyter Book's execution cache hashes only the notebooks' code: when ibcore changes, drop the cache.
+$(BOOK_STAMP): $(shell find ibcore -name '*.py') $(INSTALLED)
+	rm -rf _build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute
+	mkdir -p _build && touch $@
+
+book: $(INSTALLED) $(BOOK_STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/bench_knn.py
+	$(BIN)/python benchmarks/bench_stacked_training.py
+
+clean:
+	rm -rf _build .pytest_cache

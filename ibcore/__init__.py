@@ -1,0 +1,13 @@
+"""ibcore: information-bottleneck analysis of deep networks.
+
+Estimators of mutual information and entropy behind one interface (:mod:`ibcore.estimators`), samplers with
+closed-form MI (:mod:`ibcore.tasks`), the data sets of the reproduced papers (:mod:`ibcore.data`), networks and the
+one training loop (:mod:`ibcore.nets`, :mod:`ibcore.training`), information-plane tracking
+(:mod:`ibcore.infoplane`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
+"""
+
+__version__ = "0.1.0"
+
+from . import data, estimators, infoplane, nets, tasks, training
+
+__all__ = ["data", "estimators", "infoplane", "nets", "tasks", "training", "__version__"]

@@ -1,0 +1,45 @@
+"""Mutual-information and entropy estimators behind one interface.
+
+Every MI estimator has ``estimate(x, y) -> MIEstimate`` and every entropy estimator ``estimate(x) ->
+EntropyEstimate``; values are in nats. ``available()`` lists the registered names and ``make(name, **params)``
+builds one.
+
+Example:
+    >>> import ibcore.estimators as est
+    >>> "ksg" in est.available("mi") and "kl" in est.available("entropy")
+    True
+"""
+
+from .interface import (
+    EntropyEstimate,
+    EntropyEstimator,
+    Estimate,
+    MIEstimate,
+    MIEstimator,
+    available,
+    make,
+    register,
+)
+from .discrete import DiscreteEntropy, DiscreteMI
+from .binning import Binning, BinnedEntropy, bin_codes
+from .knn import KSG, KozachenkoLeonenko
+from .gaussian import GaussianMI
+
+__all__ = [
+    "Estimate",
+    "MIEstimate",
+    "EntropyEstimate",
+    "MIEstimator",
+    "EntropyEstimator",
+    "available",
+    "make",
+    "register",
+    "DiscreteEntropy",
+    "DiscreteMI",
+    "Binning",
+    "BinnedEntropy",
+    "bin_codes",
+    "KSG",
+    "KozachenkoLeonenko",
+    "GaussianMI",
+]

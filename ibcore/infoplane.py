@@ -1,0 +1,140 @@
+"""Information-plane tracking: I(X;T_l) and I(T_l;Y) for every layer, epoch and network, as tidy records.
+
+A record is a flat dict ``{"epoch", "model", "layer", "estimator", "i_xt", "i_ty"}`` with values in nats, ``model``
+the network's seed and ``layer`` counted from 1 (the first hidden layer) to L (the softmax output). Lists of such
+dicts load straight into any data-frame library and are what the plotting functions take.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .estimators.interface import MIEstimator
+from .training import RecordLayers
+
+__all__ = ["InformationPlane", "layer_information", "select", "aggregate", "save_records", "load_records"]
+
+
+def layer_information(
+    layers: Sequence[torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    estimators: Mapping[str, MIEstimator],
+    *,
+    shared_bounds: bool = False,
+) -> list[dict]:
+    """I(X;T_l) and I(T_l;Y) of one network's layers with every estimator.
+
+    Arguments:
+        layers: Representations ``(N, width)`` of the N inputs, one tensor per layer.
+        x: What stands for X in I(X;T): for a finite input set, integer input indices (every input its own symbol).
+        y: Labels ``(N,)``.
+        estimators: ``{label: estimator}``.
+        shared_bounds: For estimators with a ``bounds`` hyperparameter (binning), bin every layer between the
+            minimum and maximum over all layers (the "global bounds" of Lorenzen et al. 2022, App. A) instead of the
+            estimator's own setting.
+    """
+    out = []
+    for label, est in estimators.items():
+        if shared_bounds and "bounds" in est.get_params():
+            lo = min(float(t.min()) for t in layers)
+            hi = max(float(t.max()) for t in layers)
+            est = type(est)(**{**est.get_params(), "bounds": (lo, hi)})
+        for i, t in enumerate(layers, start=1):
+            out.append(
+                {"layer": i, "estimator": label,
+                 "i_xt": est.estimate(x, t).value, "i_ty": est.estimate(t, y).value}
+            )  # fmt: skip
+    return out
+
+
+class InformationPlane(RecordLayers):
+    """Callback that measures the information plane of every stacked network at the given epochs.
+
+    Arguments:
+        x: Network inputs ``(N, d)`` on which the layers are measured (e.g. all 4096 SZT inputs).
+        y: Labels ``(N,)``.
+        estimators: ``{label: MI estimator}``; each is used for both I(X;T) and I(T;Y).
+        epochs: Epochs at which to measure (``None``: every epoch).
+        x_ids: What stands for X; default ``arange(N)``: every input is its own equiprobable symbol.
+        shared_bounds: See :func:`layer_information`.
+
+    Example:
+        >>> from ibcore.nets import MLP
+        >>> from ibcore.estimators import Binning
+        >>> x = torch.rand(64, 3); y = (x[:, 0] > 0.5).long()
+        >>> plane = InformationPlane(x, y, {"30 bins": Binning(n_bins=30)}, epochs=[0])
+        >>> plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((3, 4, 2), seeds=[7])})())
+        >>> sorted(plane.records[0])
+        ['epoch', 'estimator', 'i_xt', 'i_ty', 'layer', 'model']
+    """
+
+    def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False):
+        super().__init__(x, self._measure, epochs)
+        self.y = y
+        self.estimators = dict(estimators)
+        self.x_ids = torch.arange(x.shape[0], device=x.device) if x_ids is None else x_ids
+        self.shared_bounds = shared_bounds
+        self.records: list[dict] = []
+        self._seeds: list[int] = [0]
+
+    def on_epoch_end(self, state) -> None:
+        self._seeds = list(getattr(state.model, "seeds", [0]))
+        super().on_epoch_end(state)
+
+    def _measure(self, epoch: int, layers: list[torch.Tensor]) -> None:
+        layers = [t if t.ndim == 3 else t.unsqueeze(0) for t in layers]  # (S, N, width)
+        for s, seed in enumerate(self._seeds):
+            rows = layer_information([t[s] for t in layers], self.x_ids, self.y, self.estimators,
+                                     shared_bounds=self.shared_bounds)  # fmt: skip
+            self.records.extend({"epoch": epoch, "model": seed, **r} for r in rows)
+
+
+def select(records: Iterable[dict], **where) -> list[dict]:
+    """The records whose fields equal the given values, e.g. ``select(recs, estimator="30 bins", layer=5)``."""
+    return [r for r in records if all(r.get(k) == v for k, v in where.items())]
+
+
+def aggregate(records: Iterable[dict], value: str, by: Sequence[str] = ("layer", "epoch")) -> dict[tuple, dict]:
+    """Mean, standard deviation and count of ``value`` over the records sharing the fields ``by``.
+
+    Returns:
+        ``{key: {"mean", "std", "n"}}`` with ``key`` the tuple of ``by`` values, sorted. ``std`` is the sample
+        standard deviation over models (0 for a single model).
+    """
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        groups[tuple(r[k] for k in by)].append(r[value])
+    out = {}
+    for key in sorted(groups):
+        v = np.asarray(groups[key], dtype=np.float64)
+        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
+    return out
+
+
+def save_records(records: list[dict], path: str | os.PathLike) -> None:
+    """Write records as JSON atomically (a temporary file renamed into place), so a crash leaves no partial file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(records, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_records(path: str | os.PathLike) -> list[dict]:
+    """Read records written by :func:`save_records`."""
+    with open(path) as f:
+        return json.load(f)

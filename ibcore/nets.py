@@ -1,0 +1,124 @@
+"""Networks whose layers the book measures.
+
+:class:`MLP` holds ``n_models`` independent networks of the same shape as stacked weight tensors, so that several
+seeds train together in one batched matrix product per layer: on small networks such as the SZT 12-10-7-5-4-3-2 net
+one step costs about the same for 1 or 20 seeds. Model ``s`` is initialised from its own seed, so a stacked run
+gives the same networks as separate runs with those seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "ACTIVATIONS", "SZT_WIDTHS"]
+
+#: The SZT network of Shwartz-Ziv & Tishby (2017): 12 inputs, hidden 10-7-5-4-3, 2-way softmax output.
+SZT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda v: v}
+
+_INITS = ("truncated_normal", "glorot_uniform")
+
+
+class MLP(nn.Module):
+    """A stack of ``n_models = len(seeds)`` fully connected networks with identical widths.
+
+    Arguments:
+        widths: Layer widths from input to output, e.g. :data:`SZT_WIDTHS`.
+        activation: Hidden activation, a key of :data:`ACTIVATIONS`. The output layer is linear (logits).
+        seeds: One seed per stacked model, used for its initialisation (local generators only).
+        init: ``"truncated_normal"`` (std 1/sqrt(fan_in), cut at two std, zero biases: the IDNNs code of
+            Shwartz-Ziv & Tishby) or ``"glorot_uniform"`` (Keras' default, used by Lorenzen et al.).
+        device, dtype: Where the parameters live.
+
+    Shapes:
+        ``forward(x)``: x is ``(B, d_in)`` (the same inputs for every model) or ``(S, B, d_in)``; returns logits
+        ``(S, B, d_out)``. ``layers(x)`` returns the hidden activations and the softmax output, each ``(S, B, w)``.
+
+    Example:
+        >>> net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1, 2])
+        >>> net(torch.zeros(5, 12)).shape
+        torch.Size([3, 5, 2])
+        >>> [t.shape[-1] for t in net.layers(torch.zeros(5, 12))]
+        [10, 7, 5, 4, 3, 2]
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        activation: str = "tanh",
+        *,
+        seeds: Sequence[int] = (0,),
+        init: str = "truncated_normal",
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if len(widths) < 2 or min(widths) < 1:
+            raise ValueError(f"widths must list at least an input and an output width, all >= 1, got {widths}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {list(_INITS)}, got {init!r}")
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds must name at least one model")
+        self.widths, self.activation, self.seeds, self.init = widths, activation, seeds, init
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            self.weights.append(nn.Parameter(torch.empty(len(seeds), fan_in, fan_out, device=device, dtype=dtype)))
+            self.biases.append(nn.Parameter(torch.zeros(len(seeds), 1, fan_out, device=device, dtype=dtype)))
+        self.reset_parameters()
+
+    @property
+    def n_models(self) -> int:
+        return len(self.seeds)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for s, seed in enumerate(self.seeds):
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            for w, b in zip(self.weights, self.biases):
+                fan_in, fan_out = w.shape[1:]
+                if self.init == "truncated_normal":
+                    std = 1.0 / math.sqrt(fan_in)
+                    v = torch.nn.init.trunc_normal_(
+                        torch.empty(fan_in, fan_out), std=std, a=-2 * std, b=2 * std, generator=g
+                    )
+                else:
+                    bound = math.sqrt(6.0 / (fan_in + fan_out))
+                    v = torch.empty(fan_in, fan_out).uniform_(-bound, bound, generator=g)
+                w[s].copy_(v)
+                b[s].zero_()
+
+    def _stack(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            return x.unsqueeze(0).expand(self.n_models, *x.shape)
+        if x.ndim == 3 and x.shape[0] == self.n_models:
+            return x
+        raise ValueError(f"x must be (B, {self.widths[0]}) or ({self.n_models}, B, {self.widths[0]}), got {tuple(x.shape)}")
+
+    def _pre_activations(self, x: torch.Tensor):
+        act = ACTIVATIONS[self.activation]
+        h = self._stack(x.to(self.weights[0].dtype))
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = torch.baddbmm(b, h, w)  # (S, B, fan_out)
+            yield z
+            h = act(z) if i < last else z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *_, logits = self._pre_activations(x)
+        return logits
+
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's representation T_1 .. T_L of the inputs ``x``: hidden activations, then softmax output."""
+        act = ACTIVATIONS[self.activation]
+        zs = list(self._pre_activations(x))
+        return [act(z) for z in zs[:-1]] + [torch.softmax(zs[-1], dim=-1)]

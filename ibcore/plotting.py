@@ -1,0 +1,114 @@
+"""Figures of the book. Every function takes tidy records (see :mod:`ibcore.infoplane`) and returns a Figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import colors
+
+from .infoplane import aggregate, select
+
+__all__ = ["information_plane", "layer_curves", "training_curves"]
+
+_UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
+
+
+def _scale(unit: str) -> float:
+    if unit not in _UNITS:
+        raise ValueError(f"unit must be one of {list(_UNITS)}, got {unit!r}")
+    return _UNITS[unit]
+
+
+def _epoch_norm(epochs: Sequence[int]) -> colors.Normalize:
+    return colors.LogNorm(vmin=max(1, min(epochs)), vmax=max(2, max(epochs)))
+
+
+def information_plane(records, *, estimator: str, unit: str = "bits", ax=None, title: str | None = None,
+                      cmap: str = "gnuplot", layer_labels: Sequence[str] | None = None):  # fmt: skip
+    """The information plane as in Shwartz-Ziv & Tishby (2017, Fig. 3): I(X;T) against I(T;Y) for every layer.
+
+    Points are the means over networks (seeds), coloured by epoch on a log scale; a thin line joins the layers of
+    the same epoch, so each line is the network at one moment of training.
+    """
+    recs = select(records, estimator=estimator)
+    if not recs:
+        raise ValueError(f"no records with estimator={estimator!r}")
+    k = _scale(unit)
+    ixt = aggregate(recs, "i_xt", by=("epoch", "layer"))
+    ity = aggregate(recs, "i_ty", by=("epoch", "layer"))
+    epochs = sorted({key[0] for key in ixt})
+    layers = sorted({key[1] for key in ixt})
+    norm, cm = _epoch_norm(epochs), plt.get_cmap(cmap)
+    fig, ax = _figure(ax)
+    for e in epochs:
+        xs = [ixt[(e, l)]["mean"] * k for l in layers]
+        ys = [ity[(e, l)]["mean"] * k for l in layers]
+        c = cm(norm(max(e, 1)))
+        ax.plot(xs, ys, "-", color=c, alpha=0.15, lw=0.8)
+        ax.scatter(xs, ys, color=c, s=14, zorder=3)
+    last = epochs[-1]
+    for i, l in enumerate(layers):
+        name = layer_labels[i] if layer_labels else f"T{l}"
+        ax.annotate(name, (ixt[(last, l)]["mean"] * k, ity[(last, l)]["mean"] * k), xytext=(4, -10),
+                    textcoords="offset points", fontsize=8)  # fmt: skip
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cm), ax=ax, label="epoch")
+    ax.set_xlabel(f"I(X;T) [{unit}]")
+    ax.set_ylabel(f"I(T;Y) [{unit}]")
+    ax.set_title(title or estimator)
+    return fig
+
+
+def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "bits", ax=None,
+                 title: str | None = None, hline: float | None = None, hline_label: str | None = None):  # fmt: skip
+    """One quantity (``"i_xt"`` or ``"i_ty"``) per layer against the epoch (log axis), mean +- std over seeds."""
+    recs = select(records, estimator=estimator)
+    if not recs:
+        raise ValueError(f"no records with estimator={estimator!r}")
+    k = _scale(unit)
+    agg = aggregate(recs, value, by=("layer", "epoch"))
+    fig, ax = _figure(ax)
+    for l in sorted({key[0] for key in agg}):
+        ep = np.array([key[1] for key in agg if key[0] == l])
+        m = np.array([agg[(l, e)]["mean"] for e in ep]) * k
+        s = np.array([agg[(l, e)]["std"] for e in ep]) * k
+        x = np.maximum(ep, 1)  # epoch 0 (the initialisation) drawn at 1 on the log axis
+        (line,) = ax.plot(x, m, label=f"T{l}")
+        ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+    if hline is not None:
+        ax.axhline(hline, color="k", ls=":", lw=1, label=hline_label)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{'I(X;T)' if value == 'i_xt' else 'I(T;Y)'} [{unit}]")
+    ax.set_title(title or estimator)
+    return fig
+
+
+def training_curves(records, *, value: str = "accuracy", ax=None, title: str | None = None, hline=None,
+                    hline_label: str | None = None):  # fmt: skip
+    """Loss or accuracy per split against the epoch (log axis), mean +- std over seeds (records of ``Metrics``)."""
+    fig, ax = _figure(ax)
+    for split in sorted({r["split"] for r in records}):
+        agg = aggregate(select(records, split=split), value, by=("epoch",))
+        ep = np.array([key[0] for key in agg])
+        m = np.array([agg[(e,)]["mean"] for e in ep])
+        s = np.array([agg[(e,)]["std"] for e in ep])
+        (line,) = ax.plot(np.maximum(ep, 1), m, label=split)
+        ax.fill_between(np.maximum(ep, 1), m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+    if hline is not None:
+        ax.axhline(hline, color="k", ls=":", lw=1, label=hline_label)
+    ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(value)
+    ax.set_title(title or value)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _figure(ax):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        return fig, ax
+    return ax.figure, ax

@@ -1,0 +1,238 @@
+"""The one training loop of the project, and the callbacks that measure networks while they train.
+
+:func:`fit` trains anything that has a scalar objective over minibatches of in-memory tensors: classifiers here,
+critics, flows and autoencoders in later chapters. Minibatches are drawn by a local generator; when the model holds
+several stacked networks (``model.n_models > 1``, see :class:`ibcore.nets.MLP`) each network gets its own
+minibatch order from its own seed, so stacked training equals training each network alone.
+
+Callbacks are called once before training (epoch 0) and after every epoch; they keep what they measured, so an
+interrupted run (``KeyboardInterrupt``) loses nothing that was finished: the callbacks' records up to the last
+completed epoch stay valid and :class:`TrainState` says where training stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "TrainState",
+    "Callback",
+    "fit",
+    "classification_objective",
+    "log_epochs",
+    "Metrics",
+    "RecordLayers",
+]
+
+
+@dataclass
+class TrainState:
+    """What callbacks see: the model, the epoch just finished (0 = before training) and control flags."""
+
+    model: torch.nn.Module
+    epoch: int
+    epochs: int
+    last_loss: float = math.nan
+    stop: bool = False  # a callback sets this to stop after the current epoch (early stopping)
+    interrupted: bool = False
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)  # mean training objective per epoch
+
+
+class Callback:
+    """Base class: override :meth:`on_epoch_end`."""
+
+    def on_epoch_end(self, state: TrainState) -> None:  # pragma: no cover - interface
+        pass
+
+
+def log_epochs(epochs: int, n: int) -> list[int]:
+    """About ``n`` distinct epochs from 0 to ``epochs``, log-spaced (as the IDNNs code records them).
+
+    Example:
+        >>> log_epochs(1000, 8)
+        [0, 1, 2, 6, 19, 72, 268, 1000]
+    """
+    if epochs < 0 or n < 2:
+        raise ValueError(f"need epochs >= 0 and n >= 2, got epochs={epochs}, n={n}")
+    grid = np.unique(np.round(np.logspace(0, math.log10(epochs + 1), n)).astype(int) - 1)
+    return sorted({0, epochs, *grid.tolist()})
+
+
+def classification_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, averaged over each network's minibatch and summed over stacked networks.
+
+    Summing over networks gives every network the gradient it would get alone.
+    """
+    logits = model(x)
+    if logits.ndim == 2:
+        logits = logits.unsqueeze(0)
+    s, b, c = logits.shape
+    loss = F.cross_entropy(logits.reshape(s * b, c), y.reshape(s * b), reduction="none")
+    return loss.view(s, b).mean(1).sum()
+
+
+def _generators(model: torch.nn.Module, seed: int) -> list[torch.Generator]:
+    # One generator per stacked network, seeded from (seed, network's own seed) so that order does not depend on
+    # which other networks share the stack.
+    ids = getattr(model, "seeds", [0])
+    return [
+        torch.Generator().manual_seed(int(np.random.SeedSequence([seed, s]).generate_state(1, np.uint64)[0] >> 1))
+        for s in ids
+    ]
+
+
+def fit(
+    model: torch.nn.Module,
+    tensors: Sequence[torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    objective: Callable[..., torch.Tensor] = classification_objective,
+    optimizer: str = "adam",
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    reraise_interrupt: bool = True,
+) -> TrainState:
+    """Train ``model`` by minibatch gradient descent on ``objective(model, *batch)``.
+
+    Arguments:
+        model: The module to train. If it has ``n_models > 1``, batches are stacked to ``(n_models, B, ...)``.
+        tensors: Training tensors of equal length (e.g. inputs and labels), on the model's device.
+        epochs: Number of passes over the data.
+        batch_size: Minibatch size; the last minibatch of an epoch may be smaller.
+        lr: Learning rate.
+        objective: ``objective(model, *batch) -> scalar`` to minimise.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        seed: Seed of the minibatch order (combined with each stacked network's own seed).
+        callbacks: Called with a :class:`TrainState` at epoch 0 and after each epoch.
+        reraise_interrupt: On ``KeyboardInterrupt``, re-raise after marking the state (default), or return it.
+
+    Returns:
+        The final :class:`TrainState` (``interrupted`` tells whether training stopped early).
+    """
+    n = int(tensors[0].shape[0])
+    if any(int(t.shape[0]) != n for t in tensors):
+        raise ValueError(f"tensors must have equal lengths, got {[int(t.shape[0]) for t in tensors]}")
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+
+    n_models = int(getattr(model, "n_models", 1))
+    gens = _generators(model, seed)
+    device = tensors[0].device
+    state = TrainState(model=model, epoch=0, epochs=epochs)
+    start = time.perf_counter()
+
+    def notify():
+        state.seconds = time.perf_counter() - start
+        model.eval()
+        with torch.no_grad():
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+        model.train()
+
+    try:
+        notify()
+        for epoch in range(1, epochs + 1):
+            # (S, n): an independent permutation per stacked network
+            perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+            total, count = 0.0, 0
+            for lo in range(0, n, batch_size):
+                idx = perm[:, lo : lo + batch_size]
+                batch = [t[idx] if n_models > 1 else t[idx[0]] for t in tensors]
+                loss = objective(model, *batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()  # a tensor: no CPU-GPU sync per step
+                count += 1
+            state.epoch = epoch
+            state.last_loss = float(total) / (count * n_models)
+            state.losses.append(state.last_loss)
+            if not math.isfinite(state.last_loss):
+                raise FloatingPointError(f"training diverged: mean objective {state.last_loss} at epoch {epoch}")
+            notify()
+            if state.stop:
+                break
+    except KeyboardInterrupt:
+        state.interrupted = True
+        if reraise_interrupt:
+            raise
+    state.seconds = time.perf_counter() - start
+    return state
+
+
+class _AtEpochs(Callback):
+    def __init__(self, epochs: Sequence[int] | None):
+        self.at = None if epochs is None else set(int(e) for e in epochs)
+
+    def due(self, state: TrainState) -> bool:
+        return self.at is None or state.epoch in self.at
+
+
+class Metrics(_AtEpochs):
+    """Loss and accuracy of every stacked network on named data sets, at the given epochs (``None``: every epoch).
+
+    Records are dicts ``{"epoch", "model", "split", "loss", "accuracy"}``; ``model`` is the network's seed.
+
+    Arguments:
+        datasets: ``{"train": (x, y), "test": (x, y)}``.
+        epochs: Epochs at which to measure.
+    """
+
+    def __init__(self, datasets: dict[str, tuple[torch.Tensor, torch.Tensor]], epochs: Sequence[int] | None = None):
+        super().__init__(epochs)
+        self.datasets = datasets
+        self.records: list[dict] = []
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if not self.due(state):
+            return
+        seeds = getattr(state.model, "seeds", [0])
+        for split, (x, y) in self.datasets.items():
+            logits = state.model(x)
+            if logits.ndim == 2:
+                logits = logits.unsqueeze(0)
+            s, b, c = logits.shape
+            loss = F.cross_entropy(logits.reshape(s * b, c), y.repeat(s), reduction="none").view(s, b).mean(1)
+            acc = (logits.argmax(-1) == y).to(torch.float64).mean(1)
+            for i, seed in enumerate(seeds):
+                self.records.append(
+                    {"epoch": state.epoch, "model": seed, "split": split,
+                     "loss": float(loss[i]), "accuracy": float(acc[i])}
+                )  # fmt: skip
+
+
+class RecordLayers(_AtEpochs):
+    """Calls ``fn(epoch, layers)`` with every layer's representation of ``x`` at the given epochs.
+
+    ``layers`` is ``model.layers(x)``: a list of tensors ``(S, N, width)`` for stacked networks. Use it to compute
+    measurements on the fly instead of storing activations (which paper-scale runs cannot afford).
+    """
+
+    def __init__(self, x: torch.Tensor, fn: Callable[[int, list[torch.Tensor]], None], epochs=None):
+        super().__init__(epochs)
+        self.x, self.fn = x, fn
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.due(state):
+            self.fn(state.epoch, state.model.layers(self.x))

@@ -1,0 +1,180 @@
+"""The contract every registered estimator keeps, parametrized over the registry.
+
+A new estimator is covered as soon as it is registered; it must also be listed in ``TOO_FEW`` below, which says
+how many samples are too few for it with default parameters (so that the too-few-samples error is tested).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ibcore.estimators as est
+from ibcore.estimators import EntropyEstimate, MIEstimate
+from ibcore.tasks import correlated_gaussian
+
+# Sample counts that must raise with default parameters (None: any non-empty input is enough).
+TOO_FEW = {
+    "discrete": None,
+    "discrete-entropy": None,
+    "binning": None,
+    "binned-entropy": None,
+    "ksg": 3,  # k = 3 needs k + 1 samples
+    "kl": 3,
+    "gaussian": 4,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
+}
+
+MI = est.available("mi")
+ENTROPY = est.available("entropy")
+
+
+def _data(n=400, seed=0):
+    return correlated_gaussian(n, mi=0.5, dim=2, seed=seed)
+
+
+def _estimate(name, *arrays, **params):
+    return est.make(name, **params).estimate(*arrays)
+
+
+def test_registry_lists_the_foundation_estimators():
+    assert {"discrete", "binning", "ksg", "gaussian"} <= set(MI)
+    assert {"discrete-entropy", "binned-entropy", "kl"} <= set(ENTROPY)
+    assert sorted(MI + ENTROPY) == est.available()
+
+
+@pytest.mark.parametrize("name", MI + ENTROPY)
+def test_every_estimator_is_listed_here(name):
+    assert name in TOO_FEW, f"add {name!r} to TOO_FEW in {__file__}"
+
+
+def test_make_rejects_unknown_names_and_kinds():
+    with pytest.raises(ValueError, match="unknown estimator name='nope'"):
+        est.make("nope")
+    with pytest.raises(ValueError, match="kind"):
+        est.available("bits")
+
+
+@pytest.mark.parametrize("name", MI)
+def test_mi_result_is_a_finite_estimate_in_nats(name):
+    x, y = _data()
+    r = _estimate(name, x, y)
+    assert isinstance(r, MIEstimate)
+    assert isinstance(r.value, float) and math.isfinite(r.value)
+    assert r.n_samples == 400 and r.estimator == name
+    assert r.params == est.make(name).get_params()
+    assert r.bits == pytest.approx(r.value / math.log(2))
+    assert r.std is None or (math.isfinite(r.std) and r.std >= 0)
+    assert isinstance(r.diagnostics, dict)
+
+
+@pytest.mark.parametrize("name", ENTROPY)
+def test_entropy_result_is_a_finite_estimate_in_nats(name):
+    x, _ = _data()
+    r = _estimate(name, x)
+    assert isinstance(r, EntropyEstimate)
+    assert math.isfinite(r.value) and r.n_samples == 400 and r.estimator == name
+
+
+@pytest.mark.parametrize("name", MI)
+def test_same_seed_same_value(name):
+    x, y = _data()
+    params = {"seed": 7} if "seed" in est.make(name).get_params() else {}
+    assert _estimate(name, x, y, **params).value == _estimate(name, x, y, **params).value
+
+
+@pytest.mark.parametrize("name", MI)
+def test_numpy_and_torch_inputs_agree(name):
+    x, y = _data()
+    a = _estimate(name, x, y).value
+    b = _estimate(name, torch.from_numpy(x), torch.from_numpy(y)).value
+    assert a == pytest.approx(b, abs=1e-9)
+
+
+def _bad_inputs():
+    x, y = _data(50)
+    nan = x.copy()
+    nan[3, 1] = np.nan
+    inf = y.copy()
+    inf[0, 0] = np.inf
+    return [
+        ("mismatched lengths", x, y[:49], r"same number of samples, got \[50, 49\]"),
+        ("NaN in x", nan, y, r"x contains 1 non-finite"),
+        ("inf in y", x, inf, r"y contains 1 non-finite"),
+        ("3-D x", x.reshape(50, 2, 1), y, r"x must be 1-D .* got shape \(50, 2, 1\)"),
+        ("complex y", x, y.astype(np.complex128), r"y must be numeric"),
+        ("strings in x", np.array([["a", "b"]] * 50), y, r"x must be numeric"),
+        ("empty x", np.empty((0, 2)), np.empty((0, 2)), r"x is empty"),
+        ("zero columns", np.empty((50, 0)), y, r"x is empty"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_inputs(), ids=lambda c: c[0])
+@pytest.mark.parametrize("name", MI)
+def test_mi_bad_input_raises_value_error_naming_it(name, case):
+    _, x, y, message = case
+    with pytest.raises(ValueError, match=message):
+        _estimate(name, x, y)
+
+
+@pytest.mark.parametrize("case", [c for c in _bad_inputs() if c[0].endswith("x") or "x" in c[0].split()],
+                         ids=lambda c: c[0])
+@pytest.mark.parametrize("name", ENTROPY)
+def test_entropy_bad_input_raises_value_error_naming_it(name, case):
+    _, x, _, message = case
+    with pytest.raises(ValueError, match=message):
+        _estimate(name, x)
+
+
+@pytest.mark.parametrize("name", MI + ENTROPY)
+def test_too_few_samples_raise(name):
+    n = TOO_FEW[name]
+    if n is None:
+        pytest.skip(f"{name} works from one sample on")
+    x, y = _data(n)
+    args = (x, y) if name in MI else (x,)
+    with pytest.raises(ValueError, match=rf"(has|have) {n} samples"):
+        _estimate(name, *args)
+
+
+@pytest.mark.parametrize("name", MI + ENTROPY)
+def test_estimate_never_returns_nan_on_constant_input(name):
+    # A constant column is legal input; the answer must be a number or a ValueError, never NaN.
+    x, y = _data(200)
+    x[:, 0] = 1.0
+    args = (x, y) if name in MI else (x,)
+    try:
+        r = _estimate(name, *args)
+    except ValueError as err:
+        assert "x" in str(err)
+    else:
+        assert math.isfinite(r.value)
+
+
+def test_negative_estimates_are_not_clipped():
+    # KSG is unbiased-ish around 0 on independent data, so some seeds must come out below 0.
+    values = []
+    for seed in range(10):
+        x, y = correlated_gaussian(200, mi=0.0, dim=1, seed=seed)
+        values.append(est.make("ksg").estimate(x, y).value)
+    assert min(values) < 0 < max(values)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", MI)
+def test_cpu_and_cuda_agree(name):
+    x, y = _data(1000)
+    cpu = _estimate(name, x, y)
+    gpu = _estimate(name, torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    assert gpu.value == pytest.approx(cpu.value, abs=1e-4)
+
+
+def test_bits_conversion_and_float():
+    r = MIEstimate(math.log(2), 10, "demo")
+    assert r.bits == pytest.approx(1.0) and float(r) == pytest.approx(math.log(2)) and r.std_bits is None
+
+
+def test_device_argument_is_validated():
+    x, y = _data()
+    with pytest.raises(ValueError, match="device"):
+        est.make("gaussian", device="nonsense").estimate(x, y)

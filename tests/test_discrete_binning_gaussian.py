@@ -1,0 +1,196 @@
+"""Accuracy of the plug-in, binning and Gaussian estimators against closed forms and slow references."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from ibcore.estimators import BinnedEntropy, Binning, DiscreteEntropy, DiscreteMI, GaussianMI, bin_codes
+from ibcore.estimators.discrete import row_codes
+from ibcore.tasks import correlated_gaussian, gaussian_mi, transformed_gaussian, uniform_quantization
+
+
+def plugin_mi_reference(xs, ys):
+    """Textbook plug-in MI of two sequences of hashable symbols: sum p(x,y) ln p(x,y) / (p(x) p(y))."""
+    n = len(xs)
+    pxy, px, py = Counter(zip(xs, ys)), Counter(xs), Counter(ys)
+    return sum(c / n * math.log(c * n / (px[a] * py[b])) for (a, b), c in pxy.items())
+
+
+def rows(a):
+    return [tuple(r) for r in np.atleast_2d(a.T).T.tolist()]
+
+
+# --- discrete ---------------------------------------------------------------------------------------------------
+
+
+def test_discrete_mi_closed_forms():
+    x = np.arange(8) % 4  # uniform on 4 symbols
+    assert DiscreteMI().estimate(x, x).value == pytest.approx(math.log(4), abs=1e-12)
+    assert DiscreteMI().estimate(x, x % 2).value == pytest.approx(math.log(2), abs=1e-12)
+    assert DiscreteMI().estimate(x, np.zeros(8, int)).value == pytest.approx(0.0, abs=1e-12)
+    assert DiscreteEntropy().estimate(x).bits == pytest.approx(2.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_discrete_mi_matches_reference_to_float_error(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 5, size=(300, 2))
+    y = (x[:, :1] + rng.integers(0, 3, size=(300, 1))) % 4
+    assert DiscreteMI().estimate(x, y).value == pytest.approx(plugin_mi_reference(rows(x), rows(y)), abs=1e-12)
+
+
+def test_float_rows_are_symbols_by_exact_equality():
+    t = torch.tensor([[0.5, -1.0], [0.5, -1.0], [0.25, 1.0], [0.5, 1.0]])
+    assert row_codes(t).tolist() == [1, 1, 0, 2]
+    assert DiscreteEntropy().estimate(t).value == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+
+
+def test_row_codes_survive_key_overflow():
+    # 10 columns of 1e5 distinct values overflow one int64 key: codes must still identify rows exactly.
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 100_000, size=(50, 10))
+    t = torch.from_numpy(np.concatenate([base, base[:20]]))
+    codes = row_codes(t)
+    assert codes.unique().numel() == len({tuple(r) for r in base.tolist()})
+    assert torch.equal(codes[:20], codes[50:])
+
+
+def test_miller_madow_adds_its_correction():
+    x = np.array([0, 1, 2, 2])
+    plain = DiscreteEntropy().estimate(x).value
+    assert DiscreteEntropy(correction="miller-madow").estimate(x).value == pytest.approx(plain + 2 / 8)
+    with pytest.raises(ValueError, match="correction"):
+        DiscreteEntropy(correction="jackknife").estimate(x)
+
+
+# --- binning ----------------------------------------------------------------------------------------------------
+
+
+def binning_reference(t, n_bins, lo, hi):
+    """np.digitize on n_bins equal bins with the top edge in the last bin."""
+    edges = np.linspace(lo, hi, n_bins + 1)
+    return np.clip(np.digitize(t, edges[1:-1], right=False), 0, n_bins - 1)
+
+
+@pytest.mark.parametrize("n_bins", [2, 7, 30])
+def test_bin_codes_match_digitize(n_bins):
+    t = np.random.default_rng(n_bins).uniform(-1, 1, size=(500, 3))
+    t[0, 0], t[1, 1] = -1.0, 1.0  # both edges
+    codes = bin_codes(torch.from_numpy(t), n_bins=n_bins, bounds=(-1, 1)).numpy()
+    np.testing.assert_array_equal(codes, binning_reference(t, n_bins, -1, 1))
+
+
+def test_binning_mi_matches_reference():
+    rng = np.random.default_rng(1)
+    t = np.tanh(rng.normal(size=(1000, 3)))
+    ids = np.arange(1000)
+    labels = (t[:, 0] > 0).astype(np.int64)
+    b = binning_reference(t, 10, -1, 1)
+    est = Binning(n_bins=10, bounds=(-1, 1))
+    assert est.estimate(ids, t).value == pytest.approx(plugin_mi_reference(ids.tolist(), rows(b)), abs=1e-12)
+    assert est.estimate(t, labels).value == pytest.approx(plugin_mi_reference(rows(b), labels.tolist()), abs=1e-12)
+
+
+def test_binning_with_distinct_inputs_gives_binned_entropy():
+    t = np.random.default_rng(2).uniform(size=(256, 2))
+    ids = np.arange(256)
+    assert Binning(n_bins=4).estimate(ids, t).value == pytest.approx(BinnedEntropy(n_bins=4).estimate(t).value)
+    # Bins small enough to separate every input: H(Bin(T)) = H(X) = ln 256.
+    assert Binning(bin_width=1e-9).estimate(ids, t).value == pytest.approx(math.log(256), abs=1e-12)
+    # One bin: nothing is left.
+    assert Binning(n_bins=1).estimate(ids, t).value == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bin_width_bins_are_anchored_at_the_lower_bound():
+    t = torch.tensor([[0.0], [0.49], [0.5], [1.7]])
+    assert bin_codes(t, bin_width=0.5, bounds=(0, 2)).flatten().tolist() == [0, 0, 1, 3]
+
+
+def test_values_outside_fixed_bounds_raise_instead_of_clipping():
+    t = np.array([[-0.5], [1.5]])
+    with pytest.raises(ValueError, match=r"y has values in \[-0.5, 1.5\], outside bounds=\(-1, 1\)"):
+        Binning(bounds=(-1, 1)).estimate(np.arange(2), t)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"n_bins": 0}, "n_bins must be an integer >= 1"),
+        ({"n_bins": 3, "bin_width": 0.1}, "exactly one of n_bins and bin_width"),
+        ({"bin_width": -1.0}, "bin_width must be a positive"),
+        ({"bounds": (1, -1)}, "lo < hi"),
+        ({"bounds": "global"}, "bounds must be 'layer' or a pair"),
+    ],
+)
+def test_bad_binning_parameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        Binning(**params).estimate(np.arange(4), np.linspace(0, 1, 4))
+
+
+def test_integer_inputs_are_never_binned():
+    y = np.array([0, 1000, 2000, 3000])
+    assert Binning(n_bins=2).estimate(y, y).value == pytest.approx(math.log(4))
+
+
+# --- Gaussian ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mi, dim", [(0.5, 1), (2.0, 3), (5.0, 5)])
+def test_gaussian_estimator_recovers_closed_form(mi, dim):
+    x, y = correlated_gaussian(200_000, mi=mi, dim=dim, seed=3, mix=True)
+    # Standard error of the sample-covariance MI is well below 0.01 nats at this N and these dims.
+    assert GaussianMI().estimate(x, y).value == pytest.approx(mi, abs=0.02)
+
+
+def test_gaussian_estimator_is_invariant_to_linear_maps():
+    x, y = correlated_gaussian(2000, mi=1.0, dim=2, seed=4)
+    a = GaussianMI().estimate(x, y).value
+    m = np.array([[2.0, 1.0], [0.0, 3.0]])
+    assert GaussianMI().estimate(x @ m + 5, -y).value == pytest.approx(a, abs=1e-10)
+
+
+def test_gaussian_estimator_refuses_degenerate_data():
+    x, y = correlated_gaussian(500, mi=1.0, dim=2, seed=5)
+    with pytest.raises(ValueError, match="x has a singular covariance"):
+        GaussianMI().estimate(np.c_[x, x[:, :1]], y)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        GaussianMI().estimate(x, 2 * x)
+
+
+# --- tasks ------------------------------------------------------------------------------------------------------
+
+
+def test_gaussian_rho_and_mi_are_inverse():
+    from ibcore.tasks import gaussian_rho
+
+    assert gaussian_mi([gaussian_rho(0.7)] * 3) == pytest.approx(2.1)
+
+
+def test_transformed_gaussian_keeps_mi_for_rank_statistics():
+    x, y = transformed_gaussian(50_000, mi=1.0, dim=1, seed=6, transform_x="uniform", transform_y="cube")
+    assert 0 < x.min() and x.max() < 1
+    # Back through the inverse maps, the Gaussian estimator sees the original Gaussian.
+    from scipy.special import ndtri
+
+    assert GaussianMI().estimate(ndtri(x), np.cbrt(y)).value == pytest.approx(1.0, abs=0.02)
+
+
+def test_uniform_quantization_has_mi_ln_n():
+    x, y = uniform_quantization(100_000, levels=16, dim=3, seed=7)
+    assert set(np.unique(y).tolist()) == set(range(16))
+    # Y is a function of X, so I(X;Y) = H(Y); its plug-in is within sampling error of ln 16.
+    assert DiscreteEntropy().estimate(y).value == pytest.approx(math.log(16), abs=1e-3)
+    # Binning X_0 into the same 16 cells recovers I = ln 16 from the (x, y) pair itself.
+    assert Binning(n_bins=16, bounds=(0, 1)).estimate(x[:, :1], y).value == pytest.approx(
+        DiscreteEntropy().estimate(y).value, abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("bad", [{"n": 0}, {"mi": -1.0}, {"mi": float("nan")}, {"dim": 0}])
+def test_samplers_validate_arguments(bad):
+    args = {"n": 10, "mi": 1.0, "dim": 1} | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        correlated_gaussian(args["n"], args["mi"], args["dim"], seed=0)
