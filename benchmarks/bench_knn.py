@@ -7,6 +7,8 @@ memory held before the call. Times are wall-clock seconds of one ``estimate`` ca
 (the best of up to three calls when a call takes under a second). Data: ``correlated_gaussian(N, mi=1, dim)``, so
 KSG sees ``dim + dim`` joint dimensions and KL entropy ``dim``.
 
+``cpu_s`` is the CPU time of the call summed over threads (``time.process_time``): on a shared machine, where
+wall time depends on what else runs, ``cpu_s / cores`` is what the call would take with the cores to itself.
 Configurations predicted to exceed ``--time-cap`` seconds (extrapolated from the same configuration at smaller N)
 are printed as ``skipped``.
 
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 
-# Targets from the issue: (estimator, device, N, dim per variable, seconds).
+# Targets from the issue: (estimator, device, N, dim per variable, seconds, on what).
 TARGETS = [("ksg", "cpu", 10_000, 5, 0.5, "2 cores"), ("ksg", "cuda", 100_000, 10, 1.0, "one H100")]
 WARMUP_SAMPLES = 256
 MI_NATS = 1.0
@@ -64,13 +66,14 @@ def _worker(cfg: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    times = []
+    times, cpu_times = [], []
     for _ in range(3):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         res = call()
         if cuda:
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         if times[-1] > 1.0:
             break
     if cuda:
@@ -79,6 +82,7 @@ def _worker(cfg: dict) -> dict:
         peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
     return {
         "time_s": min(times),
+        "cpu_s": cpu_times[times.index(min(times))],
         "peak_mb": peak_mb,
         "value": res.value,
         "backend_used": res.diagnostics["backend"],
@@ -87,7 +91,7 @@ def _worker(cfg: dict) -> dict:
     }
 
 
-def _predict(history: list[tuple[int, float]], n: int, backend: str) -> float | None:
+def _predict(history: list[tuple[int, float]], n: int) -> float | None:
     """Extrapolate the time at ``n`` from the same configuration at smaller N (power law in N)."""
     if not history:
         return None
@@ -113,6 +117,22 @@ def _run_config(cfg: dict, timeout: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+_HEADER = (
+    f"{'estimator':<9} {'device':<6} {'backend':<7} {'N':>7} {'dims':>6} {'time_s':>9} {'cpu_s':>8} {'peak_MB':>9} "
+    f"{'value':>8}  note"
+)
+
+
+def _print_row(row: dict) -> None:
+    dims = f"{row['dim']}+{row['dim']}" if row["estimator"] == "ksg" else f"{row['dim']}"
+    if "time_s" in row:
+        nums = f"{row['time_s']:>9.3f} {row['cpu_s']:>8.3f} {row['peak_mb']:>9.1f} {row['value']:>8.4f}"
+    else:
+        nums = f"{'-':>9} {'-':>8} {'-':>9} {'-':>8}"
+    print(f"{row['estimator']:<9} {row['device']:<6} {row['backend']:<7} {row['n']:>7} {dims:>6} {nums}  "
+          f"{row['note']}", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000, 100_000], help="sample sizes")
@@ -134,46 +154,38 @@ def main(argv=None) -> None:
     import torch
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"# bench_knn: torch {torch.__version__}, {os.cpu_count()} CPUs, devices {devices}, dtype {args.dtype}, "
-          f"k={args.k}, time cap {args.time_cap:.0f} s, data correlated_gaussian(mi={MI_NATS})")
-    header = f"{'estimator':<9} {'device':<6} {'backend':<7} {'N':>7} {'dims':>6} {'time_s':>9} {'peak_MB':>9} " \
-             f"{'value':>8}  note"
-    print(header)
-    print("-" * len(header))
+    print(f"# bench_knn: torch {torch.__version__}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
+          f"devices {devices}, dtype {args.dtype}, k={args.k}, time cap {args.time_cap:.0f} s, "
+          f"data correlated_gaussian(mi={MI_NATS})")
+    print(_HEADER)
+    print("-" * len(_HEADER))
     rows, history = [], {}
-    for estimator in args.estimators:
-        for device in devices:
-            for backend in args.backends:
-                if backend == "kdtree" and device != "cpu":
-                    continue  # the k-d tree runs on the CPU only
-                for dim in args.dims:
-                    for n in sorted(args.n):
-                        key = (estimator, device, backend, dim)
-                        dims = f"{dim}+{dim}" if estimator == "ksg" else f"{dim}"
-                        predicted = _predict(history.get(key, []), n, backend)
-                        row = {"estimator": estimator, "device": device, "backend": backend, "n": n, "dim": dim}
-                        if predicted is not None and predicted > args.time_cap:
-                            row["note"] = f"skipped (predicted {predicted:.0f} s)"
-                            print(f"{estimator:<9} {device:<6} {backend:<7} {n:>7} {dims:>6} {'-':>9} {'-':>9} "
-                                  f"{'-':>8}  {row['note']}", flush=True)
-                            rows.append(row)
-                            continue
-                        cfg = dict(row, dtype=args.dtype, k=args.k)
-                        res = _run_config(cfg, timeout=max(60.0, 4 * args.time_cap))
-                        row.update(res)
-                        if "error" in res:
-                            row["note"] = res["error"]
-                            print(f"{estimator:<9} {device:<6} {backend:<7} {n:>7} {dims:>6} {'-':>9} {'-':>9} "
-                                  f"{'-':>8}  {row['note']}", flush=True)
-                        else:
-                            history.setdefault(key, []).append((n, res["time_s"]))
-                            note = f"auto->{res['backend_used']}" if backend == "auto" else ""
-                            if device == "cuda":
-                                note = (note + " " + res["device_name"]).strip()
-                            row["note"] = note
-                            print(f"{estimator:<9} {device:<6} {backend:<7} {n:>7} {dims:>6} {res['time_s']:>9.3f} "
-                                  f"{res['peak_mb']:>9.1f} {res['value']:>8.4f}  {note}", flush=True)
-                        rows.append(row)
+    configs = [
+        (estimator, device, backend, dim, n)
+        for estimator in args.estimators
+        for device in devices
+        for backend in args.backends
+        if not (backend == "kdtree" and device != "cpu")  # the k-d tree runs on the CPU only
+        for dim in args.dims
+        for n in sorted(args.n)
+    ]
+    for estimator, device, backend, dim, n in configs:
+        key = (estimator, device, backend, dim)
+        row = {"estimator": estimator, "device": device, "backend": backend, "n": n, "dim": dim}
+        predicted = _predict(history.get(key, []), n)
+        if predicted is not None and predicted > args.time_cap:
+            row["note"] = f"skipped (predicted {predicted:.0f} s)"
+        else:
+            res = _run_config(dict(row, dtype=args.dtype, k=args.k), timeout=max(60.0, 4 * args.time_cap))
+            row.update(res)
+            if "error" in res:
+                row["note"] = res["error"]
+            else:
+                history.setdefault(key, []).append((n, res["time_s"]))
+                note = f"auto->{res['backend_used']}" if backend == "auto" else ""
+                row["note"] = (note + " " + res["device_name"]).strip() if device == "cuda" else note
+        rows.append(row)
+        _print_row(row)
 
     print("\n# targets")
     for estimator, device, n, dim, target, where in TARGETS:
@@ -185,7 +197,7 @@ def main(argv=None) -> None:
             continue
         for r in got:
             verdict = "met" if r["time_s"] < target else "NOT met"
-            print(f"{label}: {r['backend']} {r['time_s']:.3f} s -> {verdict}")
+            print(f"{label}: {r['backend']} {r['time_s']:.3f} s wall, {r['cpu_s']:.3f} s CPU -> {verdict}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

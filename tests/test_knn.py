@@ -143,11 +143,12 @@ def test_kl_accuracy_gaussian():
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "chebyshev"])
-def test_kl_accuracy_uniform_square(metric):
-    # h = d ln 2 for U[0, 2]^d. Tolerance 0.05 nats at N = 1e4, d = 2 (observed errors: at most 0.011). The boundary
-    # bias of the estimator grows with d (about +0.06 at d = 3).
-    x = np.random.default_rng(1).uniform(0.0, 2.0, size=(10_000, 2))
-    assert KozachenkoLeonenko(k=3, metric=metric).estimate(x).value == pytest.approx(2 * math.log(2), abs=0.05)
+@pytest.mark.parametrize("dim, tol", [(2, 0.05), (3, 0.1)])
+def test_kl_accuracy_uniform_cube(metric, dim, tol):
+    # h = d ln 2 for U[0, 2]^d, N = 1e4. The estimator is biased upwards at the cube's faces, more so as d grows:
+    # observed errors over 5 seeds at most 0.011 nats at d = 2 and +0.05 to +0.075 at d = 3, hence the tolerances.
+    x = np.random.default_rng(1).uniform(0.0, 2.0, size=(10_000, dim))
+    assert KozachenkoLeonenko(k=3, metric=metric).estimate(x).value == pytest.approx(dim * math.log(2), abs=tol)
 
 
 def test_ksg_negative_estimates_are_not_clipped():

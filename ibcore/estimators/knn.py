@@ -34,10 +34,11 @@ BACKENDS = ("auto", "torch", "kdtree")
 METRICS = ("euclidean", "chebyshev")
 
 # "auto" takes the k-d tree for CPU data up to these dimensions and brute force above. Measured with
-# benchmarks/bench_knn.py on a 2-core CPU at N = 1e4 (N = 1e3 moves the crossover up): KSG (joint dimension) tree
-# 0.7 s vs brute force 3.2 s at 5+5, 3.6 s vs 4.5 s at 10+10, 10 s vs 4.3 s at 15+15; KL (one k-NN query, no
-# counts) 0.5 s vs 1.2 s at 10 dims, 2.0 s vs 1.6 s at 15. Trees get relatively worse as N grows.
-KDTREE_MAX_DIM = 20
+# benchmarks/bench_knn.py on a shared 2-core CPU at N = 1e4 (wall seconds, two runs): KSG by joint dimension,
+# tree vs brute force, 0.7-1.5 vs 3.1 at 5+5, 2.7 vs 3.2 at 8+8, 3.6-5.9 vs 3.4-4.5 at 10+10, 10 vs 4.3 at 15+15;
+# KL (one k-NN query, no counts) 0.5 vs 1.1 at 10 dims, 2.0 vs 1.6 at 15, 4.6 vs 3.5 at 50. Smaller N favours the
+# tree a little (N = 1e3: 0.07 vs 0.09 s at 10+10), larger N does not change the picture much.
+KDTREE_MAX_DIM = 16
 KL_KDTREE_MAX_DIM = 12
 
 # Memory budget of one chunk of the brute-force backend. On the GPU a quarter of the free memory: large chunks
@@ -169,6 +170,9 @@ class KSG(MIEstimator):
     CPU from ``torch.Generator().manual_seed(seed)`` (so CPU and GPU runs see the same noise) and added in the
     data's dtype; at the default 1e-10 it vanishes in ``float32``. With ``jitter=0``, duplicate joint rows raise
     ``ValueError``. Columns are not rescaled: the max norm weighs them as given.
+
+    The two backends give identical estimates on ``float64`` data. The brute-force backend computes in the data's
+    floating dtype (at least ``float32``), the k-d tree always in ``float64``.
 
     The result has ``std=None``: the per-sample terms are not independent, so no honest standard error follows from
     them. ``diagnostics["per_sample_term_std"]`` is their standard deviation, for reference only.
