@@ -73,7 +73,7 @@ class InformationPlane(RecordLayers):
         >>> plane = InformationPlane(x, y, {"30 bins": Binning(n_bins=30)}, epochs=[0])
         >>> plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((3, 4, 2), seeds=[7])})())
         >>> sorted(plane.records[0])
-        ['epoch', 'estimator', 'i_xt', 'i_ty', 'layer', 'model']
+        ['epoch', 'estimator', 'i_ty', 'i_xt', 'layer', 'model']
     """
 
     def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False):

@@ -58,7 +58,7 @@ def log_epochs(epochs: int, n: int) -> list[int]:
 
     Example:
         >>> log_epochs(1000, 8)
-        [0, 1, 2, 6, 19, 72, 268, 1000]
+        [0, 2, 6, 18, 51, 138, 372, 1000]
     """
     if epochs < 0 or n < 2:
         raise ValueError(f"need epochs >= 0 and n >= 2, got epochs={epochs}, n={n}")
