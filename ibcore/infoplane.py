@@ -19,7 +19,15 @@ import torch
 from .estimators.interface import MIEstimator
 from .training import RecordLayers
 
-__all__ = ["InformationPlane", "layer_information", "select", "aggregate", "save_records", "load_records"]
+__all__ = [
+    "InformationPlane",
+    "layer_information",
+    "select",
+    "aggregate",
+    "compression",
+    "save_records",
+    "load_records",
+]
 
 
 def layer_information(
@@ -117,6 +125,37 @@ def aggregate(records: Iterable[dict], value: str, by: Sequence[str] = ("layer",
         v = np.asarray(groups[key], dtype=np.float64)
         out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
     return out
+
+
+def compression(records: Iterable[dict], *, estimator: str, layer: int, value: str = "i_xt",
+                n_se: float = 2.0) -> dict:  # fmt: skip
+    """Does ``value`` of one layer fall after its peak? The criterion the book uses for "the layer compresses".
+
+    Over the records of one estimator and layer, take the mean over networks at every epoch. The layer compresses
+    when the mean at the last epoch lies more than ``n_se`` standard errors (over networks, at the last epoch)
+    below the highest mean.
+
+    Returns:
+        ``{"peak", "peak_epoch", "final", "final_std", "n", "drop", "compresses"}``, values in nats.
+
+    Example:
+        >>> recs = [{"estimator": "b", "layer": 1, "epoch": e, "model": m, "i_xt": v + 0.01 * m}
+        ...         for e, v in [(0, 1.0), (10, 3.0), (100, 2.0)] for m in range(3)]
+        >>> c = compression(recs, estimator="b", layer=1)
+        >>> c["peak_epoch"], round(c["drop"], 3), c["compresses"]
+        (10, 1.0, True)
+    """
+    agg = aggregate(select(records, estimator=estimator, layer=layer), value, by=("epoch",))
+    if not agg:
+        raise ValueError(f"no records with estimator={estimator!r} and layer={layer!r}")
+    (peak_epoch,) = max(agg, key=lambda key: agg[key]["mean"])
+    last = agg[max(agg)]
+    drop = agg[(peak_epoch,)]["mean"] - last["mean"]
+    return {
+        "peak": agg[(peak_epoch,)]["mean"], "peak_epoch": peak_epoch, "final": last["mean"],
+        "final_std": last["std"], "n": last["n"], "drop": drop,
+        "compresses": bool(drop > n_se * last["std"] / np.sqrt(last["n"])),
+    }  # fmt: skip
 
 
 def save_records(records: list[dict], path: str | os.PathLike) -> None:

@@ -66,17 +66,23 @@ def log_epochs(epochs: int, n: int) -> list[int]:
     return sorted({0, epochs, *grid.tolist()})
 
 
+def _stacked_logits(logits: torch.Tensor) -> torch.Tensor:
+    return logits.unsqueeze(0) if logits.ndim == 2 else logits  # (S, B, C)
+
+
+def _cross_entropy_per_model(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # logits (S, B, C); y (S, B) or (B,) shared by all networks. Returns the mean loss of each network, (S,).
+    s, b, c = logits.shape
+    y = y.expand(s, b) if y.ndim == 1 else y
+    return F.cross_entropy(logits.reshape(s * b, c), y.reshape(s * b), reduction="none").view(s, b).mean(1)
+
+
 def classification_objective(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy, averaged over each network's minibatch and summed over stacked networks.
 
     Summing over networks gives every network the gradient it would get alone.
     """
-    logits = model(x)
-    if logits.ndim == 2:
-        logits = logits.unsqueeze(0)
-    s, b, c = logits.shape
-    loss = F.cross_entropy(logits.reshape(s * b, c), y.reshape(s * b), reduction="none")
-    return loss.view(s, b).mean(1).sum()
+    return _cross_entropy_per_model(_stacked_logits(model(x)), y).sum()
 
 
 def _generators(model: torch.nn.Module, seed: int) -> list[torch.Generator]:
@@ -209,11 +215,8 @@ class Metrics(_AtEpochs):
             return
         seeds = getattr(state.model, "seeds", [0])
         for split, (x, y) in self.datasets.items():
-            logits = state.model(x)
-            if logits.ndim == 2:
-                logits = logits.unsqueeze(0)
-            s, b, c = logits.shape
-            loss = F.cross_entropy(logits.reshape(s * b, c), y.repeat(s), reduction="none").view(s, b).mean(1)
+            logits = _stacked_logits(state.model(x))
+            loss = _cross_entropy_per_model(logits, y)
             acc = (logits.argmax(-1) == y).to(torch.float64).mean(1)
             for i, seed in enumerate(seeds):
                 self.records.append(

@@ -173,3 +173,19 @@ def test_discrete_mi_of_quantized_layers_matches_binning_of_their_codes(szt):
     assert DiscreteMI().estimate(ids, t).value == pytest.approx(
         Binning(bin_width=0.25, bounds=(-1.125, 1.125)).estimate(ids, t).value, abs=1e-12
     )
+
+
+def test_compression_needs_a_drop_beyond_the_spread_over_networks():
+    from ibcore.infoplane import compression
+
+    def recs(final_values):
+        rows = [{"estimator": "b", "layer": 1, "epoch": 0, "model": m, "i_xt": 2.0} for m in range(3)]
+        return rows + [{"estimator": "b", "layer": 1, "epoch": 9, "model": m, "i_xt": v}
+                       for m, v in enumerate(final_values)]  # fmt: skip
+
+    # mean final 1.9, std 1.0 over 3 networks: a drop of 0.1 is inside 2 standard errors (1.15)
+    assert not compression(recs([0.9, 1.9, 2.9]), estimator="b", layer=1)["compresses"]
+    # the same drop with little spread is compression
+    assert compression(recs([1.89, 1.9, 1.91]), estimator="b", layer=1)["compresses"]
+    with pytest.raises(ValueError, match="no records"):
+        compression(recs([1.0]), estimator="b", layer=2)
