@@ -165,7 +165,7 @@ def test_negative_estimates_are_not_clipped():
 def test_cpu_and_cuda_agree(name):
     x, y = _data(1000)
     cpu = _estimate(name, x, y)
-    gpu = _estimate(name, torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    gpu = _estimate(name, torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda"))
     assert gpu.value == pytest.approx(cpu.value, abs=1e-4)
 
 
