@@ -99,10 +99,21 @@ class InformationPlane(RecordLayers):
 
     def _measure(self, epoch: int, layers: list[torch.Tensor]) -> None:
         layers = [t if t.ndim == 3 else t.unsqueeze(0) for t in layers]  # (S, N, width)
-        for s, seed in enumerate(self._seeds):
-            rows = layer_information([t[s] for t in layers], self.x_ids, self.y, self.estimators,
-                                     shared_bounds=self.shared_bounds)  # fmt: skip
-            self.records.extend({"epoch": epoch, "model": seed, **r} for r in rows)
+        for label, est in self.estimators.items():
+            if self.shared_bounds and "bounds" in est.get_params():  # bounds differ per network: one at a time
+                for s, seed in enumerate(self._seeds):
+                    rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est},
+                                             shared_bounds=True)  # fmt: skip
+                    self.records.extend({"epoch": epoch, "model": seed, **r} for r in rows)
+                continue
+            for i, t in enumerate(layers, start=1):  # every network at once where the estimator can
+                i_xt = est.estimate_stacked(self.x_ids, t)
+                i_ty = est.estimate_stacked(t, self.y)
+                self.records.extend(
+                    {"epoch": epoch, "model": seed, "layer": i, "estimator": label,
+                     "i_xt": a.value, "i_ty": b.value}
+                    for seed, a, b in zip(self._seeds, i_xt, i_ty)
+                )  # fmt: skip
 
 
 def select(records: Iterable[dict], **where) -> list[dict]:

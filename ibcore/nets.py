@@ -14,7 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .quantization import RunningRange, check_bits, fake_quantize
+
 __all__ = ["MLP", "ACTIVATIONS", "SZT_WIDTHS"]
+
+#: Fixed output ranges of the activations whose range is known; the others use a running range when quantized.
+_FIXED_RANGES = {"tanh": (-1.0, 1.0)}
 
 #: The SZT network of Shwartz-Ziv & Tishby (2017): 12 inputs, hidden 10-7-5-4-3, 2-way softmax output.
 SZT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
@@ -33,6 +38,13 @@ class MLP(nn.Module):
         seeds: One seed per stacked model, used for its initialisation (local generators only).
         init: ``"truncated_normal"`` (std 1/sqrt(fan_in), cut at two std, zero biases: the IDNNs code of
             Shwartz-Ziv & Tishby) or ``"glorot_uniform"`` (Keras' default, used by Lorenzen et al.).
+        bits: Quantization-aware training (:mod:`ibcore.quantization`): every hidden activation and the logits are
+            rounded to ``2**bits`` levels in the forward pass, with straight-through gradients; ``None`` or 32 for
+            the float network. Tanh layers use their output range [-1, 1], ReLU and linear layers and the logits a
+            running range per network; the softmax output returned by :meth:`layers` is rounded to ``2**bits``
+            levels of [0, 1]. Each layer is then a function of the layer before it taking finitely many values.
+        quantize_weights: With ``bits``, also round each weight matrix to ``2**bits - 1`` symmetric levels.
+        range_decay: Moving-average decay of the running ranges.
         device, dtype: Where the parameters live.
 
     Shapes:
@@ -54,6 +66,9 @@ class MLP(nn.Module):
         *,
         seeds: Sequence[int] = (0,),
         init: str = "truncated_normal",
+        bits: int | None = None,
+        quantize_weights: bool = True,
+        range_decay: float = 0.999,
         device=None,
         dtype: torch.dtype = torch.float32,
     ):
@@ -69,11 +84,19 @@ class MLP(nn.Module):
         if not seeds:
             raise ValueError("seeds must name at least one model")
         self.widths, self.activation, self.seeds, self.init = widths, activation, seeds, init
+        self.bits, self.quantize_weights = check_bits(bits), bool(quantize_weights)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
             self.weights.append(nn.Parameter(torch.empty(len(seeds), fan_in, fan_out, device=device, dtype=dtype)))
             self.biases.append(nn.Parameter(torch.zeros(len(seeds), 1, fan_out, device=device, dtype=dtype)))
+        # Running ranges of the quantized layers without a fixed range (the logits always have one).
+        self.ranges = nn.ModuleDict()
+        if self.bits is not None:
+            n_layers = len(widths) - 1
+            for i in range(n_layers):
+                if i == n_layers - 1 or activation not in _FIXED_RANGES:
+                    self.ranges[str(i)] = RunningRange(len(seeds), range_decay, device=device, dtype=dtype)
         self.reset_parameters()
 
     @property
@@ -104,21 +127,48 @@ class MLP(nn.Module):
             return x
         raise ValueError(f"x must be (B, {self.widths[0]}) or ({self.n_models}, B, {self.widths[0]}), got {tuple(x.shape)}")
 
-    def _pre_activations(self, x: torch.Tensor):
-        act = ACTIVATIONS[self.activation]
+    @property
+    def levels(self) -> int | None:
+        """Number of values each quantized activation can take (``2**bits``), or ``None`` for the float network."""
+        return None if self.bits is None else 2**self.bits
+
+    def _weight(self, i: int) -> torch.Tensor:
+        w = self.weights[i]
+        if self.bits is None or not self.quantize_weights:
+            return w
+        m = w.detach().abs().amax(dim=(1, 2), keepdim=True)
+        return fake_quantize(w, -m, m, self.levels - 1)
+
+    def _activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
+        h = ACTIVATIONS[self.activation](z)
+        if self.bits is None:
+            return h
+        if str(i) in self.ranges:
+            return self.ranges[str(i)](h, self.levels)
+        return fake_quantize(h, *_FIXED_RANGES[self.activation], self.levels)
+
+    def _outputs(self, x: torch.Tensor):
+        # Yields the hidden representations T_1 .. T_{L-1}, then the (quantized) logits.
         h = self._stack(x.to(self.weights[0].dtype))
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b, h, w)  # (S, B, fan_out)
-            yield z
-            h = act(z) if i < last else z
+        for i, b in enumerate(self.biases):
+            z = torch.baddbmm(b, h, self._weight(i))  # (S, B, fan_out)
+            if i < last:
+                h = self._activate(i, z)
+                yield h
+            elif self.bits is None:
+                yield z
+            else:
+                yield self.ranges[str(i)](z, self.levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *_, logits = self._pre_activations(x)
+        *_, logits = self._outputs(x)
         return logits
 
     def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's representation T_1 .. T_L of the inputs ``x``: hidden activations, then softmax output."""
-        act = ACTIVATIONS[self.activation]
-        zs = list(self._pre_activations(x))
-        return [act(z) for z in zs[:-1]] + [torch.softmax(zs[-1], dim=-1)]
+        *hidden, logits = self._outputs(x)
+        p = torch.softmax(logits, dim=-1)
+        if self.bits is not None:
+            p = fake_quantize(p, 0.0, 1.0, self.levels)
+        return hidden + [p]

@@ -22,7 +22,9 @@ TOO_FEW = {
     "binned-entropy": None,
     "ksg": 3,  # k = 3 needs k + 1 samples
     "kl": 3,
-    "gaussian": 4,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
+    "gaussian": 4,
+    "exact": None,
+    "exact-entropy": None,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
 }
 
 MI = est.available("mi")

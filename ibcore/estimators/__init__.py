@@ -24,6 +24,7 @@ from .discrete import DiscreteEntropy, DiscreteMI
 from .binning import Binning, BinnedEntropy, bin_codes
 from .knn import KSG, KozachenkoLeonenko
 from .gaussian import GaussianMI
+from .exact import ExactEntropy, ExactMI
 
 __all__ = [
     "Estimate",
@@ -42,4 +43,6 @@ __all__ = [
     "KSG",
     "KozachenkoLeonenko",
     "GaussianMI",
+    "ExactMI",
+    "ExactEntropy",
 ]

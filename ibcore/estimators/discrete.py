@@ -32,14 +32,22 @@ def _column_codes(col: torch.Tensor) -> tuple[torch.Tensor, int]:
     return c, values.numel()
 
 
-def row_codes(t: torch.Tensor) -> torch.Tensor:
+def row_codes(t: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Integer code in ``[0, n_distinct)`` of each row of a 2-D tensor; equal rows get equal codes.
 
     Columns are packed into one int64 key (renumbered whenever the key space would overflow), which is an order of
     magnitude faster than ``torch.unique(dim=0)`` on the layer sizes of this book.
+
+    Arguments:
+        t: ``(N, d)`` rows.
+        groups: Optional non-negative integer group of each row ``(N,)``; rows of different groups get different
+            codes, and codes are ordered by group (used to code several stacked networks' layers at once).
     """
-    codes, size = _column_codes(t[:, 0])
-    for j in range(1, t.shape[1]):
+    if groups is None:
+        codes, size, first = *_column_codes(t[:, 0]), 1
+    else:
+        codes, size, first = groups.to(torch.int64), int(groups.max()) + 1, 0
+    for j in range(first, t.shape[1]):
         c, r = _column_codes(t[:, j])
         if size * r >= _PACK_LIMIT:
             codes = torch.unique(codes, return_inverse=True)[1]

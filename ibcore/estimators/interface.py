@@ -92,6 +92,23 @@ class MIEstimator(_Registered):
     def estimate(self, x, y) -> MIEstimate:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def estimate_stacked(self, x, y) -> list[MIEstimate]:
+        """One estimate per stacked network: ``x`` and/or ``y`` of shape ``(S, N, d)``, the other shared.
+
+        This default calls :meth:`estimate` S times; estimators that can do all networks in one pass override it.
+        """
+        xs, ys = _unstack(x), _unstack(y)
+        s = max(len(xs), len(ys))
+        if {len(xs), len(ys)} - {1, s}:
+            raise ValueError(f"x and y must stack the same number of networks, got [{len(xs)}, {len(ys)}]")
+        return [self.estimate(xs[i % len(xs)], ys[i % len(ys)]) for i in range(s)]
+
+
+def _unstack(x) -> list:
+    # A (S, N, d) array or tensor becomes S tables (N, d); anything else is one table.
+    ndim = getattr(x, "ndim", None)
+    return list(x) if ndim == 3 else [x]
+
 
 class EntropyEstimator(_Registered):
     """Base class of entropy estimators: ``estimate(x) -> EntropyEstimate``."""

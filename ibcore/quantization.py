@@ -1,0 +1,95 @@
+"""Quantization-aware training: fake quantization with a straight-through gradient.
+
+A quantized network (Lorenzen, Igel & Nielsen, ICLR 2022) rounds every activation to one of ``2**bits`` evenly
+spaced levels inside a per-layer range, so each neuron takes finitely many values and the information plane of a
+finite input set can be computed exactly (:mod:`ibcore.estimators.exact`). Training sees the rounded values in the
+forward pass and passes gradients straight through the rounding (zero outside the range), as TensorFlow's
+``fake_quant_with_min_max_vars`` does.
+
+Ranges, per stacked network and per layer (one range for the whole layer, as TensorFlow's default per-tensor
+quantizers):
+
+* ``"fixed"``: a known output range, ``[-1, 1]`` for tanh and ``[0, 1]`` for the softmax output.
+* ``"running"``: an exponential moving average of each training batch's minimum and maximum (always containing 0),
+  TensorFlow's ``MovingAverageQuantizer``; used for ReLU and linear layers and for the logits. The first forward
+  pass, training or not, initialises the range from its batch; in evaluation mode the range is frozen, so a layer is
+  a fixed function of the layer before it.
+* weights: symmetric ``[-max|W|, max|W|]`` of the current weights with ``2**bits - 1`` levels, so zero is a level
+  (TensorFlow's ``LastValueQuantizer`` with a narrow range); biases stay in float.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["fake_quantize", "check_bits", "RunningRange", "UNQUANTIZED_BITS"]
+
+#: ``bits=32`` stands for the unquantized float32 network, as in Lorenzen et al.'s figures.
+UNQUANTIZED_BITS = 32
+_MAX_BITS = 16
+
+
+def check_bits(bits) -> int | None:
+    """``None`` for an unquantized network (``bits`` None or 32), else ``bits`` as an int in [1, 16]."""
+    if bits is None or (isinstance(bits, int) and not isinstance(bits, bool) and bits == UNQUANTIZED_BITS):
+        return None
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= _MAX_BITS:
+        raise ValueError(f"bits must be an integer in [1, {_MAX_BITS}], or 32 / None for no quantization, got {bits!r}")
+    return bits
+
+
+def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
+    """Round ``v`` to the nearest of ``levels`` evenly spaced values on ``[lo, hi]``; straight-through gradient.
+
+    Values outside ``[lo, hi]`` go to the end levels, and their gradient is zero; inside, the gradient is the
+    identity. ``lo`` and ``hi`` are numbers or tensors broadcasting against ``v`` (per-network ranges); a range of
+    width zero maps everything to ``lo``. The output for level ``k`` is the same float ``lo + k * step`` wherever it
+    occurs, so equal levels give bit-identical values.
+
+    Example:
+        >>> fake_quantize(torch.tensor([-2.0, -0.2, 0.2, 0.5, 3.0]), -1.0, 1.0, levels=5)
+        tensor([-1.0000, -0.0000,  0.0000,  0.5000,  1.0000])
+    """
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    lo = torch.as_tensor(lo, dtype=v.dtype, device=v.device)
+    hi = torch.as_tensor(hi, dtype=v.dtype, device=v.device)
+    step = (hi - lo) / (levels - 1)
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    c = torch.maximum(torch.minimum(v, hi), lo)
+    q = torch.round((c.detach() - lo) / safe) * step + lo
+    return q + (c - c.detach())  # exactly q forward (c - c.detach() is 0), gradient of c backward
+
+
+class RunningRange(nn.Module):
+    """Per-network running ``[lo, hi]`` of a layer's values: moving averages of batch min and max.
+
+    Arguments:
+        n_models: Number of stacked networks; the range has shape ``(n_models, 1, 1)``.
+        decay: Weight of the old range in the moving average (TensorFlow's default 0.999).
+    """
+
+    def __init__(self, n_models: int, decay: float = 0.999, device=None, dtype=torch.float32):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        self.decay = decay
+        self.register_buffer("lo", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
+        self.register_buffer("hi", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))
+
+    @torch.no_grad()
+    def update(self, v: torch.Tensor) -> None:
+        """Fold the batch ``v`` of shape ``(n_models, B, width)`` into the range (training) or initialise it."""
+        lo = v.amin(dim=(1, 2), keepdim=True).clamp(max=0)
+        hi = v.amax(dim=(1, 2), keepdim=True).clamp(min=0)
+        # torch.where instead of an `if` on the flag: no device-to-host sync per step on CUDA
+        w = 1.0 - self.decay if self.training else 0.0
+        self.lo.copy_(torch.where(self.initialized, torch.lerp(self.lo, lo, w), lo))
+        self.hi.copy_(torch.where(self.initialized, torch.lerp(self.hi, hi, w), hi))
+        self.initialized.fill_(True)
+
+    def forward(self, v: torch.Tensor, levels: int) -> torch.Tensor:
+        self.update(v)
+        return fake_quantize(v, self.lo, self.hi, levels)
