@@ -39,6 +39,23 @@ def check_bits(bits) -> int | None:
     return bits
 
 
+class _FakeQuantize(torch.autograd.Function):
+    # One autograd node: forward rounds, backward passes the gradient where lo <= v <= hi.
+
+    @staticmethod
+    def forward(ctx, v, lo, hi, levels):
+        step = (hi - lo) / (levels - 1)
+        safe = torch.where(step > 0, step, torch.ones_like(step))
+        q = torch.round((torch.clamp(v, lo, hi) - lo) / safe) * step + lo
+        ctx.save_for_backward(v, lo, hi)
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, lo, hi = ctx.saved_tensors
+        return grad * ((v >= lo) & (v <= hi)), None, None, None
+
+
 def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
     """Round ``v`` to the nearest of ``levels`` evenly spaced values on ``[lo, hi]``; straight-through gradient.
 
@@ -49,17 +66,13 @@ def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
 
     Example:
         >>> fake_quantize(torch.tensor([-2.0, -0.2, 0.2, 0.5, 3.0]), -1.0, 1.0, levels=5)
-        tensor([-1.0000, -0.0000,  0.0000,  0.5000,  1.0000])
+        tensor([-1.0000,  0.0000,  0.0000,  0.5000,  1.0000])
     """
     if levels < 2:
         raise ValueError(f"levels must be >= 2, got {levels}")
     lo = torch.as_tensor(lo, dtype=v.dtype, device=v.device)
     hi = torch.as_tensor(hi, dtype=v.dtype, device=v.device)
-    step = (hi - lo) / (levels - 1)
-    safe = torch.where(step > 0, step, torch.ones_like(step))
-    c = torch.maximum(torch.minimum(v, hi), lo)
-    q = torch.round((c.detach() - lo) / safe) * step + lo
-    return q + (c - c.detach())  # exactly q forward (c - c.detach() is 0), gradient of c backward
+    return _FakeQuantize.apply(v, lo.detach(), hi.detach(), levels)
 
 
 class RunningRange(nn.Module):
@@ -77,18 +90,26 @@ class RunningRange(nn.Module):
         self.decay = decay
         self.register_buffer("lo", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
         self.register_buffer("hi", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
-        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))  # saved with the model
+        self._ready = False  # the same flag as a Python bool: no device-to-host sync per step
 
     @torch.no_grad()
     def update(self, v: torch.Tensor) -> None:
         """Fold the batch ``v`` of shape ``(n_models, B, width)`` into the range (training) or initialise it."""
-        lo = v.amin(dim=(1, 2), keepdim=True).clamp(max=0)
-        hi = v.amax(dim=(1, 2), keepdim=True).clamp(min=0)
-        # torch.where instead of an `if` on the flag: no device-to-host sync per step on CUDA
-        w = 1.0 - self.decay if self.training else 0.0
-        self.lo.copy_(torch.where(self.initialized, torch.lerp(self.lo, lo, w), lo))
-        self.hi.copy_(torch.where(self.initialized, torch.lerp(self.hi, hi, w), hi))
-        self.initialized.fill_(True)
+        lo, hi = torch.aminmax(v.reshape(v.shape[0], -1), dim=1)
+        lo, hi = lo.clamp(max=0).view_as(self.lo), hi.clamp(min=0).view_as(self.hi)
+        if not self._ready:
+            self.lo.copy_(lo)
+            self.hi.copy_(hi)
+            self.initialized.fill_(True)
+            self._ready = True
+        elif self.training:
+            self.lo.lerp_(lo, 1.0 - self.decay)
+            self.hi.lerp_(hi, 1.0 - self.decay)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ready = bool(self.initialized)
 
     def forward(self, v: torch.Tensor, levels: int) -> torch.Tensor:
         self.update(v)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from ibcore.estimators import discrete
+
 from ibcore.estimators import BinnedEntropy, Binning, DiscreteEntropy, DiscreteMI, GaussianMI, bin_codes
 from ibcore.estimators.discrete import row_codes
 from ibcore.tasks import correlated_gaussian, gaussian_mi, transformed_gaussian, uniform_quantization
@@ -42,9 +44,34 @@ def test_discrete_mi_matches_reference_to_float_error(seed):
     assert DiscreteMI().estimate(x, y).value == pytest.approx(plugin_mi_reference(rows(x), rows(y)), abs=1e-12)
 
 
+def _same_partition(a, b):
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64])
+def test_row_codes_hash_path_equals_exact_packing_and_survives_collisions(dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    t = torch.from_numpy(rng.integers(-3, 3, size=(2000, 5))).to(dtype)
+    groups = torch.from_numpy(rng.integers(0, 3, 2000))
+    packed = discrete._packed_row_codes(t, None)
+    assert _same_partition(row_codes(t), packed)
+    assert _same_partition(row_codes(t, groups), discrete._packed_row_codes(t, groups))
+    # every key colliding: the check against each code's representative row must catch it and fall back
+    monkeypatch.setattr(discrete, "_HASH_MULTIPLIERS", torch.zeros(4096, dtype=torch.int64))
+    assert _same_partition(row_codes(t), packed)
+
+
+def test_row_codes_treat_negative_zero_as_zero_and_groups_apart():
+    t = torch.tensor([[0.0, 1.0], [-0.0, 1.0], [0.0, 1.0]])
+    c = row_codes(t, torch.tensor([0, 0, 1])).tolist()
+    assert c[0] == c[1] != c[2]
+
+
 def test_float_rows_are_symbols_by_exact_equality():
     t = torch.tensor([[0.5, -1.0], [0.5, -1.0], [0.25, 1.0], [0.5, 1.0]])
-    assert row_codes(t).tolist() == [1, 1, 0, 2]
+    c = row_codes(t).tolist()
+    assert c[0] == c[1] and len({c[0], c[2], c[3]}) == 3 and sorted(set(c)) == [0, 1, 2]
     assert DiscreteEntropy().estimate(t).value == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ._validation import as_samples, check_choice, check_same_length
@@ -35,14 +36,52 @@ def _column_codes(col: torch.Tensor) -> tuple[torch.Tensor, int]:
 def row_codes(t: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
     """Integer code in ``[0, n_distinct)`` of each row of a 2-D tensor; equal rows get equal codes.
 
-    Columns are packed into one int64 key (renumbered whenever the key space would overflow), which is an order of
-    magnitude faster than ``torch.unique(dim=0)`` on the layer sizes of this book.
+    Rows are hashed to one int64 key from the exact bit patterns of their values (-0.0 and 0.0 are one value) and
+    the keys are numbered with one ``torch.unique``; every row is then compared with its code's representative row,
+    so a hash collision is detected (and the rows are coded again by exact column packing), never silently merged.
+    This is an order of magnitude faster than ``torch.unique(dim=0)`` or a unique per column on layer sizes of this
+    book, on CPU and CUDA.
 
     Arguments:
         t: ``(N, d)`` rows.
-        groups: Optional non-negative integer group of each row ``(N,)``; rows of different groups get different
-            codes, and codes are ordered by group (used to code several stacked networks' layers at once).
+        groups: Optional non-negative integer group of each row ``(N,)``; equal rows of different groups get
+            different codes (used to code several stacked networks' layers at once).
     """
+    bits = _exact_bits(t)
+    if groups is not None:
+        bits = torch.cat([groups.to(torch.int64).view(-1, 1), bits], dim=1)
+    if bits.shape[1] == 1:
+        return torch.unique(bits[:, 0], return_inverse=True)[1]
+    mult = _HASH_MULTIPLIERS.to(bits.device)
+    if bits.shape[1] > mult.numel():
+        return _packed_row_codes(t, groups)
+    keys = (bits * mult[: bits.shape[1]]).sum(dim=1)  # arithmetic modulo 2**64
+    codes = torch.unique(keys, return_inverse=True)[1]
+    representative = torch.empty(int(codes.max()) + 1, dtype=torch.int64, device=codes.device)
+    representative.scatter_(0, codes, torch.arange(codes.numel(), device=codes.device))
+    if torch.equal(bits, bits[representative[codes]]):
+        return codes
+    return _packed_row_codes(t, groups)
+
+
+def _exact_bits(t: torch.Tensor) -> torch.Tensor:
+    # int64 columns that are equal exactly when the values are equal.
+    if not t.is_floating_point():
+        return t.to(torch.int64)
+    t = t + 0.0  # -0.0 + 0.0 = +0.0: one bit pattern for zero
+    if t.dtype == torch.float64:
+        return t.view(torch.int64)
+    return t.to(torch.float32).view(torch.int32).to(torch.int64)  # float16 and bfloat16 are exact in float32
+
+
+# Odd 63-bit multipliers of the row hash (fixed, from a local generator: no global seed is touched).
+_HASH_MULTIPLIERS = torch.from_numpy(
+    np.random.default_rng(20221).integers(1, 2**62, size=4096, dtype=np.int64) * 2 + 1
+)
+
+
+def _packed_row_codes(t: torch.Tensor, groups: torch.Tensor | None) -> torch.Tensor:
+    # Exact without hashing: columns packed into one int64 key, renumbered whenever the key space would overflow.
     if groups is None:
         codes, size, first = *_column_codes(t[:, 0]), 1
     else:

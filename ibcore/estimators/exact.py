@@ -62,23 +62,36 @@ def probabilities(p, n: int, device=None) -> torch.Tensor:
     return q
 
 
-def _grouped_codes(t: torch.Tensor, n_groups: int) -> torch.Tensor:
-    # Codes of the rows of t (S, N, d), distinct across groups, as a flat (n_groups * N,) tensor in group order.
+def _side(t: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, int, torch.Tensor | None, int]:
+    """Codes of the rows of ``t`` (S, N, d) for ``n_groups`` networks.
+
+    Returns ``(codes, size, local, k)``: ``codes`` is a flat ``(n_groups * N,)`` tensor in ``[0, size)``, distinct
+    across groups; for a table shared by every group (S = 1), ``local`` are its codes in ``[0, k)`` before the
+    per-group offset (else ``None``).
+    """
     s, n, d = t.shape
     if s == n_groups:
         groups = torch.arange(s, device=t.device).repeat_interleave(n)
-        return row_codes(t.reshape(s * n, d), groups)
-    c = row_codes(t[0])  # one table shared by every group: code it once and offset it per group
-    return (torch.arange(n_groups, device=t.device).unsqueeze(1) * (int(c.max()) + 1) + c).reshape(-1)
+        codes = row_codes(t.reshape(s * n, d), groups)
+        return codes, int(codes.max()) + 1, None, 0
+    local = row_codes(t[0])  # one table shared by every group: code it once and offset it per group
+    k = int(local.max()) + 1
+    offsets = torch.arange(n_groups, device=t.device).unsqueeze(1) * k
+    return (offsets + local).reshape(-1), n_groups * k, local, k
 
 
-def _entropies(codes: torch.Tensor, weights: torch.Tensor, n: int, n_groups: int):
-    # Entropy (nats) and number of distinct symbols of each group, from grouped codes and per-row weights.
-    inv = torch.unique(codes, return_inverse=True)[1]
-    k = int(inv.max()) + 1
-    q = torch.zeros(k, dtype=torch.float64, device=codes.device).index_add_(0, inv, weights)
-    rows_group = torch.arange(n_groups, device=codes.device).repeat_interleave(n)
-    g = torch.zeros(k, dtype=torch.int64, device=codes.device).scatter_(0, inv, rows_group)
+def _dense(codes: torch.Tensor, size: int) -> tuple[torch.Tensor, int]:
+    # Codes in a range small enough to count in directly, renumbered when the range is much larger than the data.
+    if size <= 8 * codes.numel():
+        return codes, size
+    codes = torch.unique(codes, return_inverse=True)[1]
+    return codes, int(codes.max()) + 1
+
+
+def _entropies(codes: torch.Tensor, size: int, weights: torch.Tensor, rows_group: torch.Tensor, n_groups: int):
+    # Entropy (nats) and number of distinct symbols of each group, from codes in [0, size) and per-row weights.
+    q = torch.zeros(size, dtype=torch.float64, device=codes.device).index_add_(0, codes, weights)
+    g = torch.zeros(size, dtype=torch.int64, device=codes.device).scatter_(0, codes, rows_group)
     pos = q > 0
     terms = torch.where(pos, -q * torch.log(torch.where(pos, q, torch.ones_like(q))), torch.zeros_like(q))
     h = torch.zeros(n_groups, dtype=torch.float64, device=codes.device).index_add_(0, g, terms)
@@ -103,9 +116,9 @@ class ExactMI(MIEstimator):
     Example:
         >>> round(ExactMI().estimate([0, 1, 2, 3], [0, 0, 1, 1]).bits, 12)
         1.0
-        >>> ExactMI().estimate([0, 1, 2, 3], [0, 0, 1, 1], p=[0.5, 0.0, 0.25, 0.25]).value == ExactMI().estimate(
-        ...     [0, 1], [0, 1], p=[0.5, 0.5]).value
-        True
+        >>> r = ExactMI().estimate([0, 1, 2, 3], [0, 0, 1, 1], p=[0.5, 0.0, 0.125, 0.375])
+        >>> round(r.bits, 12), r.diagnostics["n_symbols_x"]  # the outcome with p = 0 is not a symbol
+        (1.0, 3)
     """
 
     def estimate(self, x, y, *, p=None) -> MIEstimate:
@@ -131,11 +144,23 @@ class ExactMI(MIEstimator):
             raise ValueError(f"x and y must stack the same number of networks, got [{tx.shape[0]}, {ty.shape[0]}]")
         n = tx.shape[1]
         w = probabilities(p, n, tx.device).repeat(s)
-        cx, cy = _grouped_codes(tx, s), _grouped_codes(ty, s)
-        cxy = cx * (int(cy.max()) + 1) + cy
-        hx, mx = _entropies(cx, w, n, s)
-        hy, my = _entropies(cy, w, n, s)
-        hxy, mxy = _entropies(cxy, w, n, s)
+        rows_group = torch.arange(s, device=tx.device).repeat_interleave(n)
+        cx, size_x, local_x, kx = _side(tx, s)
+        cy, size_y, local_y, ky = _side(ty, s)
+        # joint codes: pair a shared table's local codes with the other side's codes (no groups-squared range)
+        if local_x is not None and kx == n:  # every row of x distinct (input indices): (x, y) is coded by x
+            cxy, size_xy = cx, size_x
+        elif local_y is not None and ky == n:
+            cxy, size_xy = cy, size_y
+        elif local_x is not None:
+            cxy, size_xy = cy * kx + local_x.repeat(s), size_y * kx
+        elif local_y is not None:
+            cxy, size_xy = cx * ky + local_y.repeat(s), size_x * ky
+        else:
+            cxy, size_xy = cx * size_y + cy, size_x * size_y
+        hx, mx = _entropies(*_dense(cx, size_x), w, rows_group, s)
+        hy, my = _entropies(*_dense(cy, size_y), w, rows_group, s)
+        hxy, mxy = _entropies(*_dense(cxy, size_xy), w, rows_group, s)
         rows = zip(*(v.tolist() for v in (hx, hy, hxy, mx, my, mxy)))  # one transfer for all networks
         return [
             MIEstimate(a + b - ab, n, self.name, self.get_params(),
@@ -160,5 +185,6 @@ class ExactEntropy(EntropyEstimator):
         if stacked:
             raise ValueError(f"x must be 1-D or 2-D, got shape {_shape(x)}")
         n = t.shape[1]
-        h, m = _entropies(_grouped_codes(t, 1), probabilities(p, n, t.device), n, 1)
+        codes, size, _, _ = _side(t, 1)
+        h, m = _entropies(codes, size, probabilities(p, n, t.device), torch.zeros_like(codes), 1)
         return EntropyEstimate(float(h[0]), n, self.name, self.get_params(), diagnostics={"n_symbols": int(m[0])})
