@@ -25,6 +25,7 @@ __all__ = [
     "select",
     "aggregate",
     "compression",
+    "compressing_layers",
     "save_records",
     "load_records",
 ]
@@ -167,6 +168,20 @@ def compression(records: Iterable[dict], *, estimator: str, layer: int, value: s
         "final_std": last["std"], "n": last["n"], "drop": drop,
         "compresses": bool(drop > n_se * last["std"] / np.sqrt(last["n"])),
     }  # fmt: skip
+
+
+def compressing_layers(records: Iterable[dict], *, estimator: str, value: str = "i_xt", n_se: float = 2.0) -> list[int]:
+    """The layers of one estimator's records that compress by the criterion of :func:`compression`.
+
+    Example:
+        >>> recs = [{"estimator": "b", "layer": l, "epoch": e, "model": m, "i_xt": v * l + 0.01 * m}
+        ...         for l in (1, 2) for e, v in [(0, 1.0), (10, 3.0), (100, 3.0 if l == 1 else 2.0)] for m in range(3)]
+        >>> compressing_layers(recs, estimator="b")
+        [2]
+    """
+    recs = select(records, estimator=estimator)
+    layers = sorted({r["layer"] for r in recs})
+    return [l for l in layers if compression(recs, estimator=estimator, layer=l, value=value, n_se=n_se)["compresses"]]
 
 
 def save_records(records: list[dict], path: str | os.PathLike) -> None:

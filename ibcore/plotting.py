@@ -27,11 +27,14 @@ def _epoch_norm(epochs: Sequence[int]) -> colors.Normalize:
 
 
 def information_plane(records, *, estimator: str, unit: str = "bits", ax=None, title: str | None = None,
-                      cmap: str = "gnuplot", layer_labels: Sequence[str] | None = None):  # fmt: skip
+                      cmap: str = "gnuplot", layer_labels: Sequence[str] | None = None, spread_epochs: int = 0,
+                      colorbar: bool = True):  # fmt: skip
     """The information plane as in Shwartz-Ziv & Tishby (2017, Fig. 3): I(X;T) against I(T;Y) for every layer.
 
     Points are the means over networks (seeds), coloured by epoch on a log scale; a thin line joins the layers of
-    the same epoch, so each line is the network at one moment of training.
+    the same epoch, so each line is the network at one moment of training. With ``spread_epochs = k > 0``, error
+    bars of one standard deviation over networks (in both coordinates) are drawn at k recorded epochs spread
+    evenly on the log axis, the last epoch included.
     """
     recs = select(records, estimator=estimator)
     if not recs:
@@ -49,12 +52,20 @@ def information_plane(records, *, estimator: str, unit: str = "bits", ax=None, t
         c = cm(norm(max(e, 1)))
         ax.plot(xs, ys, "-", color=c, alpha=0.15, lw=0.8)
         ax.scatter(xs, ys, color=c, s=14, zorder=3)
+    if spread_epochs > 0:
+        picks = np.unique(np.geomspace(max(1, epochs[0]), epochs[-1], spread_epochs).round())
+        marked = sorted({min(epochs, key=lambda e: abs(math.log(max(e, 1)) - math.log(p))) for p in picks})
+        for e in marked:
+            ax.errorbar([ixt[(e, l)]["mean"] * k for l in layers], [ity[(e, l)]["mean"] * k for l in layers],
+                        xerr=[ixt[(e, l)]["std"] * k for l in layers], yerr=[ity[(e, l)]["std"] * k for l in layers],
+                        fmt="none", ecolor=cm(norm(max(e, 1))), alpha=0.6, lw=0.8, zorder=2)  # fmt: skip
     last = epochs[-1]
     for i, l in enumerate(layers):
         name = layer_labels[i] if layer_labels else f"T{l}"
         ax.annotate(name, (ixt[(last, l)]["mean"] * k, ity[(last, l)]["mean"] * k), xytext=(4, -10),
                     textcoords="offset points", fontsize=8)  # fmt: skip
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cm), ax=ax, label="epoch")
+    if colorbar:
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cm), ax=ax, label="epoch")
     ax.set_xlabel(f"I(X;T) [{unit}]")
     ax.set_ylabel(f"I(T;Y) [{unit}]")
     ax.set_title(title or estimator)

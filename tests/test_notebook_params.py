@@ -1,0 +1,57 @@
+"""Parameter files and papermill reruns: every file under ``params/`` fits its notebook, and the non-default
+parameter sets execute with their range checks.
+
+A parameter file belongs to the notebook whose name is the longest prefix of the file's name
+(``params/quantized_mnist.yaml`` -> ``notebooks/quantized.ipynb``).
+"""
+
+from pathlib import Path
+
+import papermill as pm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+PARAM_FILES = sorted((ROOT / "params").glob("*.yaml"))
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+# papermill's inferred type names, and the Python types a value of that type may have
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
+
+
+def _notebook_for(param_file: Path) -> Path:
+    owners = [nb for nb in NOTEBOOKS if param_file.stem.startswith(nb.stem)]
+    assert owners, f"{param_file.name} matches no notebook in notebooks/ by name prefix"
+    return max(owners, key=lambda nb: len(nb.stem))
+
+
+def test_there_are_parameter_files():
+    assert PARAM_FILES
+
+
+@pytest.mark.parametrize("param_file", PARAM_FILES, ids=lambda p: p.name)
+def test_parameter_file_names_only_parameters_of_its_notebook_with_their_types(param_file):
+    declared = pm.inspect_notebook(str(_notebook_for(param_file)))
+    values = yaml.safe_load(param_file.read_text())
+    assert isinstance(values, dict) and values, f"{param_file.name} holds no parameters"
+    unknown = sorted(set(values) - set(declared))
+    assert not unknown, f"{param_file.name}: not parameters of the notebook: {unknown}"
+    for name, value in values.items():
+        kind = declared[name]["inferred_type_name"]
+        ok = _TYPES.get(kind, (object,))
+        assert isinstance(value, ok) and not (kind in ("int", "float") and isinstance(value, bool)), (
+            f"{param_file.name}: {name}={value!r} is not a {kind}"
+        )
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"the offline MNIST copy is not at {SHARED_MNIST}")
+def test_quantized_notebook_runs_the_mnist_parameter_set(tmp_path):
+    # params/quantized_mnist.yaml, shrunk to seconds: the MNIST path and its range checks execute end to end.
+    values = yaml.safe_load((ROOT / "params" / "quantized_mnist.yaml").read_text())
+    values |= {"epochs": 4, "measure_every": 2, "n_repeats": 2, "mnist_train": 1000, "mnist_test": 500}
+    out = tmp_path / "quantized_mnist.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "quantized.ipynb"), str(out), parameters=values,
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")  # fmt: skip
+    text = out.read_text()
+    assert "mnist: 1500 inputs measured" in text
