@@ -34,6 +34,7 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_knn.py
 	$(BIN)/python benchmarks/bench_stacked_training.py
+	$(BIN)/python benchmarks/bench_quantized.py
 
 clean:
 	rm -rf _build .pytest_cache

@@ -40,20 +40,25 @@ def check_bits(bits) -> int | None:
 
 
 class _FakeQuantize(torch.autograd.Function):
-    # One autograd node: forward rounds, backward passes the gradient where lo <= v <= hi.
+    # One autograd node: forward rounds, backward passes the gradient where lo <= v <= hi. lo and hi are numbers or
+    # tensors broadcasting against v.
 
     @staticmethod
     def forward(ctx, v, lo, hi, levels):
         step = (hi - lo) / (levels - 1)
-        safe = torch.where(step > 0, step, torch.ones_like(step))
+        if isinstance(step, torch.Tensor):
+            safe = torch.where(step > 0, step, torch.ones_like(step))
+        else:
+            safe = step if step > 0 else 1.0
         q = torch.round((torch.clamp(v, lo, hi) - lo) / safe) * step + lo
-        ctx.save_for_backward(v, lo, hi)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward((v >= lo) & (v <= hi))
         return q
 
     @staticmethod
     def backward(ctx, grad):
-        v, lo, hi = ctx.saved_tensors
-        return grad * ((v >= lo) & (v <= hi)), None, None, None
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None
 
 
 def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
@@ -70,9 +75,11 @@ def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
     """
     if levels < 2:
         raise ValueError(f"levels must be >= 2, got {levels}")
-    lo = torch.as_tensor(lo, dtype=v.dtype, device=v.device)
-    hi = torch.as_tensor(hi, dtype=v.dtype, device=v.device)
-    return _FakeQuantize.apply(v, lo.detach(), hi.detach(), levels)
+    if isinstance(lo, torch.Tensor):
+        lo = lo.detach()
+    if isinstance(hi, torch.Tensor):
+        hi = hi.detach()
+    return _FakeQuantize.apply(v, lo, hi, levels)
 
 
 class RunningRange(nn.Module):

@@ -52,10 +52,9 @@ def row_codes(t: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tens
         bits = torch.cat([groups.to(torch.int64).view(-1, 1), bits], dim=1)
     if bits.shape[1] == 1:
         return torch.unique(bits[:, 0], return_inverse=True)[1]
-    mult = _HASH_MULTIPLIERS.to(bits.device)
-    if bits.shape[1] > mult.numel():
+    if bits.shape[1] > _HASH_MULTIPLIERS.numel():
         return _packed_row_codes(t, groups)
-    keys = (bits * mult[: bits.shape[1]]).sum(dim=1)  # arithmetic modulo 2**64
+    keys = (bits * _HASH_MULTIPLIERS[: bits.shape[1]].to(bits.device)).sum(dim=1)  # arithmetic modulo 2**64
     codes = torch.unique(keys, return_inverse=True)[1]
     representative = torch.empty(int(codes.max()) + 1, dtype=torch.int64, device=codes.device)
     representative.scatter_(0, codes, torch.arange(codes.numel(), device=codes.device))
