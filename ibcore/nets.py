@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import quantization
 from .quantization import RunningRange, check_bits, fake_quantize
 
 __all__ = ["MLP", "ACTIVATIONS", "SZT_WIDTHS"]
@@ -136,8 +137,7 @@ class MLP(nn.Module):
         w = self.weights[i]
         if self.bits is None or not self.quantize_weights:
             return w
-        m = w.detach().abs().amax(dim=(1, 2), keepdim=True)
-        return fake_quantize(w, -m, m, self.levels - 1)
+        return quantization.quantize_weights(w, self.levels - 1)
 
     def _activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
         h = ACTIVATIONS[self.activation](z)

@@ -23,19 +23,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["fake_quantize", "check_bits", "RunningRange", "UNQUANTIZED_BITS"]
+__all__ = ["fake_quantize", "quantize_weights", "check_bits", "RunningRange", "UNQUANTIZED_BITS"]
 
 #: ``bits=32`` stands for the unquantized float32 network, as in Lorenzen et al.'s figures.
 UNQUANTIZED_BITS = 32
 _MAX_BITS = 16
+_TINY = 1e-30
 
 
 def check_bits(bits) -> int | None:
-    """``None`` for an unquantized network (``bits`` None or 32), else ``bits`` as an int in [1, 16]."""
+    """``None`` for an unquantized network (``bits`` None or 32), else ``bits`` as an int in [2, 16]."""
     if bits is None or (isinstance(bits, int) and not isinstance(bits, bool) and bits == UNQUANTIZED_BITS):
         return None
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= _MAX_BITS:
-        raise ValueError(f"bits must be an integer in [1, {_MAX_BITS}], or 32 / None for no quantization, got {bits!r}")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= _MAX_BITS:
+        raise ValueError(f"bits must be an integer in [2, {_MAX_BITS}], or 32 / None for no quantization, got {bits!r}")
     return bits
 
 
@@ -46,10 +47,8 @@ class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, lo, hi, levels):
         step = (hi - lo) / (levels - 1)
-        if isinstance(step, torch.Tensor):
-            safe = torch.where(step > 0, step, torch.ones_like(step))
-        else:
-            safe = step if step > 0 else 1.0
+        # a zero-width range divides by a tiny step instead of 0: every value rounds to level 0, i.e. to lo
+        safe = step.clamp_min(_TINY) if isinstance(step, torch.Tensor) else max(step, _TINY)
         q = torch.round((torch.clamp(v, lo, hi) - lo) / safe) * step + lo
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward((v >= lo) & (v <= hi))
@@ -80,6 +79,20 @@ def fake_quantize(v: torch.Tensor, lo, hi, levels: int) -> torch.Tensor:
     if isinstance(hi, torch.Tensor):
         hi = hi.detach()
     return _FakeQuantize.apply(v, lo, hi, levels)
+
+
+def quantize_weights(w: torch.Tensor, levels: int) -> torch.Tensor:
+    """Round each network's weight matrix to ``levels`` (odd) symmetric levels on ``[-max|W|, max|W|]``.
+
+    ``w`` is ``(S, fan_in, fan_out)``; the range is per network. Zero is a level. The gradient is the identity (every
+    weight lies inside its range, so the straight-through mask is all ones and is skipped).
+    """
+    if levels < 3 or levels % 2 == 0:
+        raise ValueError(f"levels must be odd and >= 3 for symmetric weights, got {levels}")
+    half = (levels - 1) // 2
+    step = (w.detach().abs().amax(dim=(1, 2), keepdim=True) / half).clamp_min(_TINY)
+    q = torch.round(w.detach() / step) * step
+    return q + (w - w.detach())  # exactly q forward, identity gradient backward
 
 
 class RunningRange(nn.Module):

@@ -11,7 +11,7 @@ from ibcore.data import szt_dataset, szt_split
 from ibcore.estimators import DiscreteEntropy, DiscreteMI, ExactEntropy, ExactMI
 from ibcore.infoplane import InformationPlane, layer_information
 from ibcore.nets import MLP, SZT_WIDTHS
-from ibcore.quantization import RunningRange, check_bits, fake_quantize
+from ibcore.quantization import RunningRange, check_bits, fake_quantize, quantize_weights
 from ibcore.training import fit
 
 
@@ -47,12 +47,12 @@ def test_fake_quantize_per_network_ranges_and_zero_width():
         fake_quantize(v, 0.0, 1.0, levels=1)
 
 
-@pytest.mark.parametrize("bits, expected", [(None, None), (32, None), (8, 8), (4, 4), (1, 1)])
+@pytest.mark.parametrize("bits, expected", [(None, None), (32, None), (8, 8), (4, 4), (2, 2)])
 def test_check_bits(bits, expected):
     assert check_bits(bits) == expected
 
 
-@pytest.mark.parametrize("bits", [0, 17, 8.0, True, "8"])
+@pytest.mark.parametrize("bits", [0, 1, 17, 8.0, True, "8"])
 def test_check_bits_rejects(bits):
     with pytest.raises(ValueError, match="bits must be an integer"):
         check_bits(bits)
@@ -110,6 +110,11 @@ def test_unquantized_network_is_the_float_network(szt):
     assert a.levels is None and len(a.ranges) == 0
     assert all(torch.equal(u, v) for u, v in zip(a.layers(x), b.layers(x)))
     assert torch.unique(a.layers(x)[0][0, :, 0]).numel() > 256
+
+
+def test_quantize_weights_rejects_even_level_counts():
+    with pytest.raises(ValueError, match="levels must be odd and >= 3"):
+        quantize_weights(torch.ones(1, 2, 2), 4)
 
 
 def test_quantized_weights_are_on_a_symmetric_grid():
