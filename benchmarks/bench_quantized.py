@@ -59,7 +59,7 @@ def main():
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--book", type=int, nargs=3, default=[5, 3000, 10], metavar=("REPEATS", "EPOCHS", "EVERY"),
+    p.add_argument("--book", type=int, nargs=3, default=[5, 1000, 10], metavar=("REPEATS", "EPOCHS", "EVERY"),
                    help="the default notebook's repeats, epochs and measurement interval, per activation")
     args = p.parse_args()
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
