@@ -1,7 +1,16 @@
 """Test options: the device is an option of the test run, never a global (``pytest --device cuda``)."""
 
+import os
+
 import pytest
 import torch
+
+# Under pytest-xdist every worker, and every notebook kernel a worker starts (nbval, papermill), gets one thread:
+# two workers with two threads each on two cores oversubscribe them, and torch's spinning threads then slow small
+# workloads such as the SZT networks down tenfold. One thread costs these workloads nothing.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_addoption(parser):
