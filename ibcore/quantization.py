@@ -9,13 +9,13 @@ forward pass and passes gradients straight through the rounding (zero outside th
 Ranges, per stacked network and per layer (one range for the whole layer, as TensorFlow's default per-tensor
 quantizers):
 
-* ``"fixed"``: a known output range, ``[-1, 1]`` for tanh and ``[0, 1]`` for the softmax output.
-* ``"running"``: an exponential moving average of each training batch's minimum and maximum (always containing 0),
-  TensorFlow's ``MovingAverageQuantizer``; used for ReLU and linear layers and for the logits. The first forward
-  pass, training or not, initialises the range from its batch; in evaluation mode the range is frozen, so a layer is
-  a fixed function of the layer before it.
-* weights: symmetric ``[-max|W|, max|W|]`` of the current weights with ``2**bits - 1`` levels, so zero is a level
-  (TensorFlow's ``LastValueQuantizer`` with a narrow range); biases stay in float.
+* fixed: a known output range, ``[-1, 1]`` for tanh and ``[0, 1]`` for the softmax output;
+* running (:class:`RunningRange`): an exponential moving average of each training batch's minimum and maximum
+  (always containing 0), TensorFlow's ``MovingAverageQuantizer``; used for ReLU and linear layers and for the
+  logits. The first forward pass, training or not, initialises the range from its batch; in evaluation mode the
+  range is frozen, so a layer is a fixed function of the layer before it;
+* weights (:func:`quantize_weights`): symmetric ``[-max|W|, max|W|]`` of the current weights with ``2**bits - 1``
+  levels, so zero is a level (TensorFlow's ``LastValueQuantizer`` with a narrow range); biases stay in float.
 """
 
 from __future__ import annotations
