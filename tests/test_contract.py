@@ -24,7 +24,9 @@ TOO_FEW = {
     "kl": 3,
     "gaussian": 4,
     "exact": None,
-    "exact-entropy": None,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
+    "exact-entropy": None,
+    "sp": None,
+    "sp-entropy": None,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
 }
 
 MI = est.available("mi")

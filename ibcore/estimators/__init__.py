@@ -25,6 +25,7 @@ from .binning import Binning, BinnedEntropy, bin_codes
 from .knn import KSG, KozachenkoLeonenko
 from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
+from .sp import GaussianMixtureEntropy, SamplePropagation
 
 __all__ = [
     "Estimate",
@@ -45,4 +46,6 @@ __all__ = [
     "GaussianMI",
     "ExactMI",
     "ExactEntropy",
+    "SamplePropagation",
+    "GaussianMixtureEntropy",
 ]

@@ -1,0 +1,163 @@
+"""The sample-propagation (SP) estimator of Goldfeld et al. (ICML 2019) for noisy networks.
+
+In a noisy network every hidden layer is T = f(T_prev) + Z with Z ~ N(0, noise_std^2 I). Given the input X = x, the
+layer is a Gaussian mixture: centred at f(x) for the first layer, and at the values f(t_prev) of noisy-propagated
+replicas of the previous layer for deeper ones. Over a finite input set the layer T is itself a Gaussian mixture
+with all those centres. Both are smoothed versions of a finite set of points, so
+
+    h(T)     = - E log p(T),          p(t)     = mean_k N(t; c_k, noise_std^2 I)        (all centres)
+    h(T | X) = - E log p(T | X),      p(t | x) = mean_{k in x} N(t; c_k, noise_std^2 I)  (the centres of x)
+
+and I(X;T) = h(T) - h(T|X) = E[log p(T|X) - log p(T)] over (X, T) drawn from the joint. The expectations are
+Monte Carlo averages over points t = c_k + noise_std * z; the densities are exact log-sum-exps over the centres,
+computed in float64 in chunks on the data's device. Using the same points for both terms makes the MI estimate's
+Monte Carlo error much smaller than either entropy's; the reported ``std`` is its standard error.
+
+The estimators take the centres as data:
+
+* ``SamplePropagation.estimate(x, y)``: ``x`` says which input (or class) each row belongs to, ``y`` holds the
+  centres, one row each (several rows per input for deeper layers: the replicas). Inputs are weighted by their
+  share of rows. For the first layer (one centre per input) p(t | x) is the Gaussian itself and h(T | X) is
+  d/2 ln(2 pi e noise_std^2) exactly. I(T;Y) is ``estimate(labels, centres)``.
+* ``GaussianMixtureEntropy.estimate(x)``: h of the equal-weight mixture of N(x_k, noise_std^2 I).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validation import as_samples, check_positive_int, check_same_length, resolve_device
+from .discrete import row_codes
+from .interface import EntropyEstimate, EntropyEstimator, MIEstimate, MIEstimator, register
+
+__all__ = ["SamplePropagation", "GaussianMixtureEntropy", "gaussian_entropy"]
+
+_CHUNK_ELEMENTS = 2**24  # float64 distances per chunk: 128 MB
+
+
+def gaussian_entropy(dim: int, noise_std: float) -> float:
+    """Differential entropy (nats) of N(0, noise_std^2 I_dim): dim/2 ln(2 pi e noise_std^2)."""
+    return 0.5 * dim * math.log(2 * math.pi * math.e * noise_std**2)
+
+
+def _check_noise_std(noise_std) -> float:
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (
+        math.isfinite(noise_std) and noise_std > 0
+    ):
+        raise ValueError(f"noise_std must be a positive finite number, got {noise_std!r}")
+    return float(noise_std)
+
+
+def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Generator):
+    # Points t = c_k + noise_std * z, with the centres k stratified: every centre equally often (+- 1).
+    k = c.shape[0]
+    order = torch.randperm(k, generator=generator)
+    idx = order.repeat(n_mc // k + 1)[:n_mc].to(c.device)
+    z = torch.randn(n_mc, c.shape[1], generator=generator, dtype=torch.float64).to(c.device)
+    return idx, c[idx] + noise_std * z
+
+
+def _log_densities(t, c, noise_std, groups_t=None, groups_c=None):
+    """log p(t) under the mixture of all centres, and (with groups) under the mixture of the point's own group.
+
+    Returns ``(log_p, log_p_group)``; the second is ``None`` without groups. Chunked over points.
+    """
+    k, d = c.shape
+    c_sq = (c * c).sum(1)
+    norm = -0.5 * d * math.log(2 * math.pi * noise_std**2)
+    if groups_c is not None:
+        group_size = torch.bincount(groups_c).to(torch.float64)
+    chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
+    out, out_g = [], []
+    for lo in range(0, t.shape[0], chunk):
+        tc = t[lo : lo + chunk]
+        d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c.T).clamp_min_(0.0)
+        logk = -d2 / (2.0 * noise_std**2)
+        out.append(torch.logsumexp(logk, dim=1) - math.log(k) + norm)
+        if groups_c is not None:
+            g = groups_t[lo : lo + chunk]
+            own = groups_c.unsqueeze(0) == g.unsqueeze(1)
+            logk = logk.masked_fill_(~own, -math.inf)
+            out_g.append(torch.logsumexp(logk, dim=1) - group_size[g].log() + norm)
+    return torch.cat(out), (torch.cat(out_g) if groups_c is not None else None)
+
+
+@register("sp")
+class SamplePropagation(MIEstimator):
+    """I(X;T) of a noisy layer T = C + noise_std * Z, from the centres C of each input (sample propagation).
+
+    Arguments:
+        noise_std: The standard deviation of the network's Gaussian noise (Goldfeld et al.'s beta).
+        n_mc: Monte Carlo points (stratified over the centres).
+        seed: Seed of the local generator of the Monte Carlo points.
+        device: Where to compute (``None``: where the centres are).
+
+    ``estimate(x, y)``: rows of ``x`` are discrete input ids (or labels), rows of ``y`` the centres; each input's
+    conditional law is the equal-weight mixture of its centres. Returns nats, with ``std`` the Monte Carlo standard
+    error and ``diagnostics`` holding ``h_t``, ``h_t_given_x`` (and their standard errors), the number of inputs and
+    whether the conditional entropy was exact (one centre per input).
+
+    Example:
+        >>> import torch
+        >>> c = torch.tensor([[0.0], [10.0]])  # two inputs, far apart compared with the noise
+        >>> r = SamplePropagation(noise_std=1.0, n_mc=2000).estimate([0, 1], c)
+        >>> abs(r.value - math.log(2)) < 0.01, r.diagnostics["exact_conditional"]
+        (True, True)
+    """
+
+    def __init__(self, noise_std: float = 1.0, n_mc: int = 10000, seed: int = 0, device=None):
+        self.noise_std, self.n_mc, self.seed, self.device = noise_std, n_mc, seed, device
+
+    def estimate(self, x, y) -> MIEstimate:
+        sigma = _check_noise_std(self.noise_std)
+        n_mc = check_positive_int(self.n_mc, "n_mc", 2)
+        dev = resolve_device(self.device)
+        tx = as_samples(x, "x", keep_integer=True, device=dev)
+        tc = as_samples(y, "y", device=dev, float_dtype=torch.float64)
+        check_same_length(tx, tc)
+        groups = row_codes(tx)
+        n_inputs = int(groups.max()) + 1
+        g = torch.Generator().manual_seed(int(self.seed))
+        idx, t = _mc_points(tc, n_mc, sigma, g)
+        log_p, log_pg = _log_densities(t, tc, sigma, groups[idx], groups)
+        exact = n_inputs == tc.shape[0]
+        if exact:  # one centre per input: p(t | x) is the Gaussian itself
+            h_tx, se_tx = gaussian_entropy(tc.shape[1], sigma), 0.0
+        else:
+            h_tx, se_tx = float(-log_pg.mean()), float(log_pg.std() / math.sqrt(n_mc))
+        diff = log_pg - log_p  # log p(t|x) - log p(t) at points from the joint
+        value = float(diff.mean())
+        return MIEstimate(
+            value, tc.shape[0], self.name, self.get_params(), std=float(diff.std() / math.sqrt(n_mc)),
+            diagnostics={"h_t": float(-log_p.mean()), "h_t_std": float(log_p.std() / math.sqrt(n_mc)),
+                         "h_t_given_x": h_tx, "h_t_given_x_std": se_tx, "n_inputs": n_inputs,
+                         "exact_conditional": exact, "max_value": math.log(n_inputs)},
+        )  # fmt: skip
+
+
+@register("sp-entropy")
+class GaussianMixtureEntropy(EntropyEstimator):
+    """Differential entropy of the equal-weight Gaussian mixture (1/K) sum_k N(c_k, noise_std^2 I), Monte Carlo.
+
+    Arguments: as :class:`SamplePropagation`. ``std`` is the Monte Carlo standard error.
+
+    Example:
+        >>> r = GaussianMixtureEntropy(noise_std=1.0, n_mc=20000).estimate([[0.0, 0.0]])
+        >>> abs(r.value - gaussian_entropy(2, 1.0)) < 4 * r.std
+        True
+    """
+
+    def __init__(self, noise_std: float = 1.0, n_mc: int = 10000, seed: int = 0, device=None):
+        self.noise_std, self.n_mc, self.seed, self.device = noise_std, n_mc, seed, device
+
+    def estimate(self, x) -> EntropyEstimate:
+        sigma = _check_noise_std(self.noise_std)
+        n_mc = check_positive_int(self.n_mc, "n_mc", 2)
+        tc = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
+        g = torch.Generator().manual_seed(int(self.seed))
+        _, t = _mc_points(tc, n_mc, sigma, g)
+        log_p, _ = _log_densities(t, tc, sigma)
+        return EntropyEstimate(float(-log_p.mean()), tc.shape[0], self.name, self.get_params(),
+                               std=float(log_p.std() / math.sqrt(n_mc)))  # fmt: skip
