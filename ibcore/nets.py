@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +47,10 @@ class MLP(nn.Module):
             levels of [0, 1]. Each layer is then a function of the layer before it taking finitely many values.
         quantize_weights: With ``bits``, also round each weight matrix to ``2**bits - 1`` symmetric levels.
         range_decay: Moving-average decay of the running ranges.
+        noise_std: Noisy network (Goldfeld et al., ICML 2019): Gaussian noise of this standard deviation is added
+            after every hidden activation, in training and in evaluation, while :attr:`noise` is true (the switch;
+            set it to ``False`` for the noiseless network). The noise comes from the network's own generator,
+            seeded from its seeds. :meth:`centres` gives the sample-propagation centres of every hidden layer.
         device, dtype: Where the parameters live.
 
     Shapes:
@@ -70,6 +75,7 @@ class MLP(nn.Module):
         bits: int | None = None,
         quantize_weights: bool = True,
         range_decay: float = 0.999,
+        noise_std: float = 0.0,
         device=None,
         dtype: torch.dtype = torch.float32,
     ):
@@ -86,6 +92,15 @@ class MLP(nn.Module):
             raise ValueError("seeds must name at least one model")
         self.widths, self.activation, self.seeds, self.init = widths, activation, seeds, init
         self.bits, self.quantize_weights = check_bits(bits), bool(quantize_weights)
+        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (
+            math.isfinite(noise_std) and noise_std >= 0
+        ):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        if noise_std > 0 and self.bits is not None:
+            raise ValueError(f"a network is either noisy or quantized, got noise_std={noise_std} and bits={bits}")
+        self.noise_std = float(noise_std)
+        self.noise = self.noise_std > 0  # the switch: noise on (training and estimation) or off
+        self._noise_generator: torch.Generator | None = None
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
@@ -139,8 +154,18 @@ class MLP(nn.Module):
             return w
         return quantization.quantize_weights(w, self.levels - 1)
 
+    def _noise(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is None:
+            if self._noise_generator is None or self._noise_generator.device != like.device:
+                seed = int(np.random.SeedSequence([*self.seeds, 0x5E]).generate_state(1, np.uint64)[0] >> 1)
+                self._noise_generator = torch.Generator(device=like.device).manual_seed(seed)
+            generator = self._noise_generator
+        return self.noise_std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
     def _activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
         h = ACTIVATIONS[self.activation](z)
+        if self.noise and self.noise_std > 0:
+            return h + self._noise(h)
         if self.bits is None:
             return h
         if str(i) in self.ranges:
@@ -164,6 +189,35 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *_, logits = self._outputs(x)
         return logits
+
+    def centres(self, x: torch.Tensor, replicas: int, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Sample propagation (Goldfeld et al. 2019): the Gaussian-mixture centres of every hidden layer given x.
+
+        A noisy hidden layer is T_l = f_l(T_{l-1}) + Z. Given input x_i, T_1 is Gaussian around f_1(x_i): layer 1
+        has one centre per input, ``(S, N, w_1)``. Deeper layers are mixtures over the noisy previous layer, sampled
+        with ``replicas`` noisy propagations per input: ``(S, N * replicas, w_l)``, input-major (input i's centres
+        are rows ``i * replicas`` to ``(i + 1) * replicas - 1``). Feed them with the matching input ids to
+        :class:`ibcore.estimators.SamplePropagation` with ``noise_std`` set to the network's.
+
+        Arguments:
+            x: Inputs ``(N, d_in)``.
+            replicas: Noisy propagations per input for layers 2 and deeper.
+            generator: Generator of the noise (default: the network's own).
+        """
+        if self.noise_std <= 0:
+            raise ValueError(f"centres need a noisy network (noise_std > 0), got noise_std={self.noise_std}")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+        act = ACTIVATIONS[self.activation]
+        h = self._stack(x.to(self.weights[0].dtype))
+        out = []
+        for i, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+            c = act(torch.baddbmm(b, h, w))
+            out.append(c)
+            if i == 0:
+                c = c.repeat_interleave(replicas, dim=1)
+            h = c + self._noise(c, generator)
+        return out
 
     def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's representation T_1 .. T_L of the inputs ``x``: hidden activations, then softmax output."""

@@ -1,0 +1,80 @@
+"""Noisy networks (Goldfeld et al., ICML 2019): the noise, its switch, and sample-propagation centres."""
+
+import math
+
+import pytest
+import torch
+
+from ibcore.estimators import SamplePropagation
+from ibcore.nets import MLP, SZT_WIDTHS
+
+
+def test_noise_is_added_after_every_hidden_layer_and_the_switch_turns_it_off():
+    x = torch.rand(2000, 12)
+    noisy = MLP(SZT_WIDTHS, "tanh", seeds=[3], noise_std=0.05)
+    clean = MLP(SZT_WIDTHS, "tanh", seeds=[3])
+    with torch.no_grad():
+        t1 = noisy.layers(x)[0]
+        assert (t1 - clean.layers(x)[0]).std().item() == pytest.approx(0.05, rel=0.05)
+        assert not torch.equal(noisy.layers(x)[0], noisy.layers(x)[0])  # fresh noise every pass
+        noisy.noise = False
+        assert all(torch.equal(a, b) for a, b in zip(noisy.layers(x), clean.layers(x)))
+
+
+def test_noise_is_reproducible_from_the_seeds():
+    x = torch.rand(10, 12)
+    a = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1)
+    b = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1)
+    assert torch.equal(a(x), b(x))
+
+
+def test_centres_shapes_order_and_first_layer():
+    x = torch.rand(5, 12)
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.01)
+    cs = net.centres(x, replicas=4)
+    assert [tuple(c.shape) for c in cs] == [(2, 5, 10)] + [(2, 20, w) for w in SZT_WIDTHS[2:-1]]
+    net.noise = False
+    clean = net.layers(x)
+    assert torch.equal(cs[0], clean[0])  # layer 1: f_1(x), no noise in the centres
+    # input i's replicas are rows 4i..4i+3: close to the noiseless layer at x_i (noise 0.01 through tanh layers)
+    deep = cs[1].view(2, 5, 4, -1)
+    assert (deep - clean[1].unsqueeze(2)).abs().max() < 0.1
+
+
+def test_centres_describe_the_noisy_layer_distribution():
+    # The mean over many noisy passes of T_2 equals the mean of its sample-propagation mixture.
+    x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
+    net = MLP((12, 6, 4, 2), "tanh", seeds=[5], noise_std=0.3)
+    with torch.no_grad():
+        samples = torch.stack([net.layers(x)[1][0] for _ in range(4000)])  # (4000, 3, 4)
+        c = net.centres(x, replicas=4000)[1][0].view(3, 4000, 4)
+    assert torch.allclose(samples.mean(0), c.mean(1), atol=0.03)
+    assert torch.allclose(samples.var(0), c.var(1) + 0.3**2, atol=0.03)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"noise_std": -0.1}, r"noise_std must be a finite number >= 0, got -0.1"),
+    ({"noise_std": 0.1, "bits": 8}, "either noisy or quantized"),
+])  # fmt: skip
+def test_bad_noise_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MLP(SZT_WIDTHS, "tanh", **kwargs)
+
+
+def test_centres_need_noise_and_replicas():
+    with pytest.raises(ValueError, match="noisy network"):
+        MLP(SZT_WIDTHS, "tanh").centres(torch.rand(2, 12), 3)
+    with pytest.raises(ValueError, match="replicas must be an integer >= 1, got 0"):
+        MLP(SZT_WIDTHS, "tanh", noise_std=0.1).centres(torch.rand(2, 12), 0)
+
+
+def test_sp_information_of_the_first_layer_falls_with_the_noise():
+    x = torch.rand(64, 12)
+    ids = torch.arange(64)
+    values = []
+    for sigma in (1e-4, 0.05, 1.0):
+        net = MLP(SZT_WIDTHS, "tanh", seeds=[0], noise_std=sigma)
+        c = net.centres(x, replicas=1)[0][0].detach()
+        values.append(SamplePropagation(noise_std=sigma, n_mc=4000).estimate(ids, c).value)
+    assert values[0] == pytest.approx(math.log(64), abs=1e-3)  # tiny noise: every input its own cluster
+    assert values[0] > values[1] > values[2] > 0
