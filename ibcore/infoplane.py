@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from .estimators.interface import MIEstimator
-from .training import RecordLayers
+from .training import Callback, RecordLayers
 
 __all__ = [
     "InformationPlane",
+    "NoisyInformationPlane",
     "layer_information",
     "select",
     "aggregate",
@@ -114,6 +115,51 @@ class InformationPlane(RecordLayers):
                     {"epoch": epoch, "model": seed, "layer": i, "estimator": label,
                      "i_xt": a.value, "i_ty": b.value}
                     for seed, a, b in zip(self._seeds, i_xt, i_ty)
+                )  # fmt: skip
+
+
+class NoisyInformationPlane(Callback):
+    """I(X;T_l) and I(T_l;Y) of every hidden layer of a noisy network by sample propagation (Goldfeld et al. 2019).
+
+    At each given epoch the network's :meth:`~ibcore.nets.MLP.centres` are drawn (``replicas`` noisy propagations
+    per input for layers 2 and deeper) and :class:`~ibcore.estimators.SamplePropagation` computes, for every stacked
+    network and hidden layer, I(X;T) with X the input index and I(T;Y) with Y the label. Records are those of
+    :class:`InformationPlane` plus the Monte Carlo standard errors ``i_xt_std`` and ``i_ty_std``.
+
+    Arguments:
+        x, y: The finite input set ``(N, d)`` (every input equiprobable) and its labels ``(N,)``.
+        estimator: A :class:`~ibcore.estimators.SamplePropagation` whose ``noise_std`` is the network's.
+        replicas: Noisy propagations per input.
+        epochs: Epochs at which to measure (``None``: every epoch).
+        label: The ``estimator`` field of the records.
+        seed: Seed of the propagation noise (combined with the epoch), so measurements are reproducible.
+    """
+
+    def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0):
+        self.x, self.y, self.estimator, self.replicas = x, y, estimator, replicas
+        self.at = None if epochs is None else set(int(e) for e in epochs)
+        self.label, self.seed = label, seed
+        self.records: list[dict] = []
+
+    def on_epoch_end(self, state) -> None:
+        if self.at is not None and state.epoch not in self.at:
+            return
+        model = state.model
+        if abs(model.noise_std - self.estimator.noise_std) > 1e-12 * max(1.0, model.noise_std):
+            raise ValueError(f"estimator noise_std={self.estimator.noise_std} differs from the network's "
+                             f"noise_std={model.noise_std}")  # fmt: skip
+        g = torch.Generator(device=self.x.device).manual_seed(int(self.seed) * 1_000_003 + int(state.epoch))
+        n = self.x.shape[0]
+        ids = torch.arange(n, device=self.x.device)
+        for layer, c in enumerate(model.centres(self.x, self.replicas, generator=g), start=1):
+            r = c.shape[1] // n
+            rows_x, rows_y = ids.repeat_interleave(r), self.y.repeat_interleave(r)
+            for s, seed in enumerate(getattr(model, "seeds", [0])):
+                a = self.estimator.estimate(rows_x, c[s])
+                b = self.estimator.estimate(rows_y, c[s])
+                self.records.append(
+                    {"epoch": state.epoch, "model": seed, "layer": layer, "estimator": self.label,
+                     "i_xt": a.value, "i_ty": b.value, "i_xt_std": a.std, "i_ty_std": b.std}
                 )  # fmt: skip
 
 

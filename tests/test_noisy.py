@@ -78,3 +78,22 @@ def test_sp_information_of_the_first_layer_falls_with_the_noise():
         values.append(SamplePropagation(noise_std=sigma, n_mc=4000).estimate(ids, c).value)
     assert values[0] == pytest.approx(math.log(64), abs=1e-3)  # tiny noise: every input its own cluster
     assert values[0] > values[1] > values[2] > 0
+
+
+def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise():
+    from ibcore.infoplane import NoisyInformationPlane
+
+    x = torch.rand(32, 12, generator=torch.Generator().manual_seed(1))
+    y = (x[:, 0] > 0.5).long()
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.05)
+    state = type("State", (), {"epoch": 3, "model": net})()
+    plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, epochs=[3])
+    with torch.no_grad():
+        plane.on_epoch_end(state)
+    assert len(plane.records) == 2 * 5  # networks x hidden layers
+    for r in plane.records:
+        assert -4 * r["i_xt_std"] - 1e-9 <= r["i_xt"] <= math.log(32) + 4 * r["i_xt_std"] + 1e-9
+        assert r["i_ty"] <= math.log(2) + 4 * r["i_ty_std"] + 1e-9
+    wrong = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.1), replicas=3)
+    with pytest.raises(ValueError, match="differs from the network's noise_std=0.05"):
+        wrong.on_epoch_end(state)
