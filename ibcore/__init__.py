@@ -3,11 +3,12 @@
 Estimators of mutual information and entropy behind one interface (:mod:`ibcore.estimators`), samplers with
 closed-form MI (:mod:`ibcore.tasks`), the data sets of the reproduced papers (:mod:`ibcore.data`), networks and the
 one training loop (:mod:`ibcore.nets`, :mod:`ibcore.training`), information-plane tracking
-(:mod:`ibcore.infoplane`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
+(:mod:`ibcore.infoplane`), quantized and noisy networks (:mod:`ibcore.quantization`, :mod:`ibcore.nets`), clustering
+measures (:mod:`ibcore.clustering`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
 """
 
 __version__ = "0.1.0"
 
-from . import data, estimators, infoplane, nets, tasks, training
+from . import clustering, data, estimators, infoplane, nets, quantization, tasks, training
 
-__all__ = ["data", "estimators", "infoplane", "nets", "tasks", "training", "__version__"]
+__all__ = ["clustering", "data", "estimators", "infoplane", "nets", "quantization", "tasks", "training", "__version__"]
