@@ -35,6 +35,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_knn.py
 	$(BIN)/python benchmarks/bench_stacked_training.py
 	$(BIN)/python benchmarks/bench_quantized.py
+	$(BIN)/python benchmarks/bench_sp.py
 
 clean:
 	rm -rf _build .pytest_cache
