@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .estimators.interface import MIEstimator
-from .training import Callback, RecordLayers
+from .training import RecordLayers, _AtEpochs
 
 __all__ = [
     "InformationPlane",
@@ -118,7 +118,7 @@ class InformationPlane(RecordLayers):
                 )  # fmt: skip
 
 
-class NoisyInformationPlane(Callback):
+class NoisyInformationPlane(_AtEpochs):
     """I(X;T_l) and I(T_l;Y) of every hidden layer of a noisy network by sample propagation (Goldfeld et al. 2019).
 
     At each given epoch the network's :meth:`~ibcore.nets.MLP.centres` are drawn (``replicas`` noisy propagations
@@ -136,13 +136,13 @@ class NoisyInformationPlane(Callback):
     """
 
     def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0):
+        super().__init__(epochs)
         self.x, self.y, self.estimator, self.replicas = x, y, estimator, replicas
-        self.at = None if epochs is None else set(int(e) for e in epochs)
         self.label, self.seed = label, seed
         self.records: list[dict] = []
 
     def on_epoch_end(self, state) -> None:
-        if self.at is not None and state.epoch not in self.at:
+        if not self.due(state):
             return
         model = state.model
         if abs(model.noise_std - self.estimator.noise_std) > 1e-12 * max(1.0, model.noise_std):
