@@ -102,3 +102,17 @@ def test_cpu_and_cuda_agree():
     gpu = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(torch.from_numpy(ids).to("cuda"),
                                                                 torch.from_numpy(centres).to("cuda"))
     assert gpu.value == pytest.approx(cpu.value, abs=1e-9)  # same points: the generator lives on the CPU
+
+
+def test_gathered_and_masked_group_densities_agree():
+    # Small groups are gathered, large ones masked out of the full distance matrix: both give log p(t | group).
+    from ibcore.estimators import sp
+
+    rng = np.random.default_rng(5)
+    c = torch.from_numpy(rng.normal(size=(300, 3)))
+    groups = torch.from_numpy(rng.integers(0, 2, 300))  # two large groups: the masked path
+    t = c[:50] + 0.2 * torch.from_numpy(rng.normal(size=(50, 3)))
+    _, masked = sp._log_densities(t, c, 0.2, groups[:50], groups)
+    norm = -0.5 * 3 * math.log(2 * math.pi * 0.2**2)
+    gathered = sp._group_log_density(t, groups[:50], c, groups, 0.2, norm)
+    assert torch.allclose(masked, gathered, atol=1e-9)

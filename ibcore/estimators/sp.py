@@ -62,13 +62,18 @@ def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Ge
 def _log_densities(t, c, noise_std, groups_t=None, groups_c=None):
     """log p(t) under the mixture of all centres, and (with groups) under the mixture of the point's own group.
 
-    Returns ``(log_p, log_p_group)``; the second is ``None`` without groups. Chunked over points.
+    Returns ``(log_p, log_p_group)``; the second is ``None`` without groups. Chunked over points. Coordinates are
+    taken relative to the centres' mean, which keeps the ``|t|^2 + |c|^2 - 2 t.c`` form of the distances accurate.
     """
     k, d = c.shape
+    origin = c.mean(0)
+    t, c = t - origin, c - origin
     c_sq = (c * c).sum(1)
     norm = -0.5 * d * math.log(2 * math.pi * noise_std**2)
-    if groups_c is not None:
-        group_size = torch.bincount(groups_c).to(torch.float64)
+    # Small groups (an input's replicas): gather each point's own centres. Large groups (classes): reuse the
+    # distances to all centres, masked to the point's group.
+    sizes = None if groups_c is None else torch.bincount(groups_c)
+    masked = sizes is not None and int(sizes.max()) * 8 > k
     chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
     out, out_g = [], []
     for lo in range(0, t.shape[0], chunk):
@@ -76,12 +81,37 @@ def _log_densities(t, c, noise_std, groups_t=None, groups_c=None):
         d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c.T).clamp_min_(0.0)
         logk = -d2 / (2.0 * noise_std**2)
         out.append(torch.logsumexp(logk, dim=1) - math.log(k) + norm)
-        if groups_c is not None:
+        if masked:
             g = groups_t[lo : lo + chunk]
-            own = groups_c.unsqueeze(0) == g.unsqueeze(1)
-            logk = logk.masked_fill_(~own, -math.inf)
-            out_g.append(torch.logsumexp(logk, dim=1) - group_size[g].log() + norm)
-    return torch.cat(out), (torch.cat(out_g) if groups_c is not None else None)
+            logk.masked_fill_(groups_c.unsqueeze(0) != g.unsqueeze(1), -math.inf)
+            out_g.append(torch.logsumexp(logk, dim=1) - sizes[g].to(torch.float64).log() + norm)
+    if groups_c is None:
+        return torch.cat(out), None
+    if masked:
+        return torch.cat(out), torch.cat(out_g)
+    return torch.cat(out), _group_log_density(t, groups_t, c, groups_c, noise_std, norm)
+
+
+def _group_log_density(t, groups_t, c, groups_c, noise_std, norm):
+    # log p(t | group) for each point, against only the centres of its own group (gathered, padded to the largest
+    # group): O(points x group size) instead of O(points x all centres).
+    d = c.shape[1]
+    order = torch.argsort(groups_c, stable=True)
+    sorted_c = c[order]
+    sizes = torch.bincount(groups_c)
+    starts = torch.cumsum(sizes, 0) - sizes
+    width = int(sizes.max())
+    offsets = torch.arange(width, device=c.device)
+    chunk = max(1, _CHUNK_ELEMENTS // (width * d))
+    out = []
+    for lo in range(0, t.shape[0], chunk):
+        g = groups_t[lo : lo + chunk]
+        valid = offsets < sizes[g].unsqueeze(1)
+        idx = torch.where(valid, starts[g].unsqueeze(1) + offsets, 0)
+        d2 = ((t[lo : lo + chunk].unsqueeze(1) - sorted_c[idx]) ** 2).sum(-1)
+        logk = (-d2 / (2.0 * noise_std**2)).masked_fill_(~valid, -math.inf)
+        out.append(torch.logsumexp(logk, dim=1) - sizes[g].to(torch.float64).log() + norm)
+    return torch.cat(out)
 
 
 @register("sp")
