@@ -89,16 +89,15 @@ def _log_densities(t, c, noise_std, groups_t=None, groups_c=None):
         return torch.cat(out), None
     if masked:
         return torch.cat(out), torch.cat(out_g)
-    return torch.cat(out), _group_log_density(t, groups_t, c, groups_c, noise_std, norm)
+    return torch.cat(out), _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm)
 
 
-def _group_log_density(t, groups_t, c, groups_c, noise_std, norm):
+def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm):
     # log p(t | group) for each point, against only the centres of its own group (gathered, padded to the largest
     # group): O(points x group size) instead of O(points x all centres).
     d = c.shape[1]
     order = torch.argsort(groups_c, stable=True)
     sorted_c = c[order]
-    sizes = torch.bincount(groups_c)
     starts = torch.cumsum(sizes, 0) - sizes
     width = int(sizes.max())
     offsets = torch.arange(width, device=c.device)
