@@ -133,13 +133,18 @@ class NoisyInformationPlane(_AtEpochs):
         epochs: Epochs at which to measure (``None``: every epoch).
         label: The ``estimator`` field of the records.
         seed: Seed of the propagation noise (combined with the epoch), so measurements are reproducible.
+        keep: Epochs (among the measured ones) at which the centres themselves are kept, on the CPU, in
+            ``kept[epoch]``: one tensor ``(S, rows, width)`` per hidden layer, for figures of the representations.
     """
 
-    def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0):
+    def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0,
+                 keep: Sequence[int] = ()):  # fmt: skip
         super().__init__(epochs)
         self.x, self.y, self.estimator, self.replicas = x, y, estimator, replicas
         self.label, self.seed = label, seed
+        self.keep = {int(e) for e in keep}
         self.records: list[dict] = []
+        self.kept: dict[int, list[torch.Tensor]] = {}
 
     def on_epoch_end(self, state) -> None:
         if not self.due(state):
@@ -151,12 +156,14 @@ class NoisyInformationPlane(_AtEpochs):
         g = torch.Generator(device=self.x.device).manual_seed(int(self.seed) * 1_000_003 + int(state.epoch))
         n = self.x.shape[0]
         ids = torch.arange(n, device=self.x.device)
-        for layer, c in enumerate(model.centres(self.x, self.replicas, generator=g), start=1):
+        centres = model.centres(self.x, self.replicas, generator=g)
+        if state.epoch in self.keep:
+            self.kept[state.epoch] = [c.cpu() for c in centres]
+        for layer, c in enumerate(centres, start=1):
             r = c.shape[1] // n
             rows_x, rows_y = ids.repeat_interleave(r), self.y.repeat_interleave(r)
             for s, seed in enumerate(getattr(model, "seeds", [0])):
-                a = self.estimator.estimate(rows_x, c[s])
-                b = self.estimator.estimate(rows_y, c[s])
+                a, b = self.estimator.estimate_each([rows_x, rows_y], c[s])
                 self.records.append(
                     {"epoch": state.epoch, "model": seed, "layer": layer, "estimator": self.label,
                      "i_xt": a.value, "i_ty": b.value, "i_xt_std": a.std, "i_ty_std": b.std}

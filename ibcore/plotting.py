@@ -11,7 +11,7 @@ from matplotlib import colors
 
 from .infoplane import aggregate, select
 
-__all__ = ["information_plane", "layer_curves", "training_curves"]
+__all__ = ["information_plane", "layer_curves", "training_curves", "mixture_density", "representations"]
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
 
@@ -115,6 +115,60 @@ def training_curves(records, *, value: str = "accuracy", ax=None, title: str | N
     ax.set_ylabel(value)
     ax.set_title(title or value)
     ax.legend(fontsize=8)
+    return fig
+
+
+def mixture_density(centres, noise_std: float, *, groups=None, ax=None, title: str | None = None,
+                    grid: int = 800, labels: Sequence[str] | None = None):  # fmt: skip
+    """The density of a noisy one-unit layer: the equal-weight mixture of N(c_k, noise_std^2) over the centres.
+
+    With ``groups`` (one integer per centre, e.g. the input), each group's share of the density is drawn filled
+    under the total, so one sees which inputs the noise can still tell apart (Goldfeld et al. 2019, Fig. 4).
+    """
+    c = np.asarray(centres, dtype=float).reshape(-1)
+    if c.size == 0 or not np.all(np.isfinite(c)):
+        raise ValueError(f"centres must be a non-empty finite 1-D array, got {c.size} values")
+    if not (noise_std > 0):
+        raise ValueError(f"noise_std must be > 0, got {noise_std!r}")
+    t = np.linspace(c.min() - 4 * noise_std, c.max() + 4 * noise_std, grid)
+    dens = np.exp(-0.5 * ((t[:, None] - c[None, :]) / noise_std) ** 2) / (noise_std * math.sqrt(2 * math.pi) * c.size)
+    fig, ax = _figure(ax)
+    if groups is not None:
+        g = np.asarray(groups).reshape(-1)
+        if g.shape != c.shape:
+            raise ValueError(f"groups must give one group per centre, got {g.shape[0]} for {c.size} centres")
+        for j, k in enumerate(np.unique(g)):
+            name = labels[j] if labels else str(k)
+            ax.fill_between(t, dens[:, g == k].sum(1), alpha=0.35, lw=0, label=name)
+    ax.plot(t, dens.sum(1), color="k", lw=1)
+    ax.set_xlabel("t")
+    ax.set_ylabel("density")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def representations(t, labels, *, ax=None, title: str | None = None, dims: tuple[int, int] = (0, 1),
+                    max_points: int = 4000):  # fmt: skip
+    """Scatter of two units of a layer's representations ``t`` ``(N, d)``, coloured by class (Goldfeld et al., Fig. 5).
+
+    At most ``max_points`` rows are drawn (evenly spaced), in a fixed order, so that figures are reproducible.
+    """
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(labels).reshape(-1)
+    if t.ndim != 2 or t.shape[0] != y.shape[0]:
+        raise ValueError(f"t must be (N, d) with one label per row, got t {t.shape} and {y.shape[0]} labels")
+    if max(dims) >= t.shape[1]:
+        raise ValueError(f"dims {dims} out of range for a layer of width {t.shape[1]}")
+    keep = np.unique(np.linspace(0, t.shape[0] - 1, min(max_points, t.shape[0])).round().astype(int))
+    fig, ax = _figure(ax)
+    for k in np.unique(y):
+        m = keep[y[keep] == k]
+        ax.scatter(t[m, dims[0]], t[m, dims[1]], s=3, alpha=0.5, label=f"y = {k}")
+    ax.set_xlabel(f"unit {dims[0] + 1}")
+    ax.set_ylabel(f"unit {dims[1] + 1}")
+    if title:
+        ax.set_title(title)
     return fig
 
 

@@ -106,6 +106,7 @@ def fit(
     optimizer: str = "adam",
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
+    after_step: Sequence[Callable[[torch.nn.Module], None]] = (),
     reraise_interrupt: bool = True,
 ) -> TrainState:
     """Train ``model`` by minibatch gradient descent on ``objective(model, *batch)``.
@@ -120,6 +121,8 @@ def fit(
         optimizer: ``"adam"`` or ``"sgd"``.
         seed: Seed of the minibatch order (combined with each stacked network's own seed).
         callbacks: Called with a :class:`TrainState` at epoch 0 and after each epoch.
+        after_step: Called with the model after every optimiser step, without gradient tracking (e.g.
+            :class:`ibcore.nets.OrthonormalUpdate`).
         reraise_interrupt: On ``KeyboardInterrupt``, re-raise after marking the state (default), or return it.
 
     Returns:
@@ -171,6 +174,10 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if after_step:
+                    with torch.no_grad():
+                        for hook in after_step:
+                            hook(model)
                 total += loss.detach()  # a tensor: no CPU-GPU sync per step
                 count += 1
             state.epoch = epoch

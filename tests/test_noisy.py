@@ -91,9 +91,48 @@ def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise
     with torch.no_grad():
         plane.on_epoch_end(state)
     assert len(plane.records) == 2 * 5  # networks x hidden layers
+    assert plane.kept == {}
     for r in plane.records:
         assert -4 * r["i_xt_std"] - 1e-9 <= r["i_xt"] <= math.log(32) + 4 * r["i_xt_std"] + 1e-9
         assert r["i_ty"] <= math.log(2) + 4 * r["i_ty_std"] + 1e-9
     wrong = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.1), replicas=3)
     with pytest.raises(ValueError, match="differs from the network's noise_std=0.05"):
         wrong.on_epoch_end(state)
+
+    kept = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3, 7])
+    with torch.no_grad():
+        kept.on_epoch_end(state)
+    assert list(kept.kept) == [3]
+    assert [tuple(c.shape) for c in kept.kept[3]] == [(2, 32, 10)] + [(2, 96, w) for w in SZT_WIDTHS[2:-1]]
+
+
+def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last_layer():
+    from ibcore.nets import OrthonormalUpdate
+
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1])
+    last = net.weights[-1].detach().clone()
+    step = OrthonormalUpdate(0.05)
+    with torch.no_grad():
+        for _ in range(2000):
+            step(net)
+    for w in list(net.weights)[:-1]:  # (S, fan_in, fan_out) with fan_in > fan_out: W^T W = I
+        gram = w.mT @ w
+        assert torch.allclose(gram, torch.eye(w.shape[-1]).expand_as(gram), atol=1e-4)
+    assert torch.equal(net.weights[-1], last)
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="alpha must be a positive finite number"):
+            OrthonormalUpdate(bad)
+
+
+def test_fit_calls_after_step_hooks_once_per_step_without_gradients():
+    from ibcore.training import fit
+
+    net = MLP((4, 3, 2), "tanh", seeds=[0])
+    x, y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 2
+    calls = []
+
+    def hook(model):
+        calls.append(torch.is_grad_enabled())
+
+    fit(net, (x, y), epochs=3, batch_size=8, lr=1e-2, after_step=[hook])
+    assert calls == [False] * 9  # 3 epochs x 3 minibatches

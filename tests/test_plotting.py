@@ -32,3 +32,29 @@ def test_plots_reject_unknown_estimators_and_units():
         plotting.information_plane(_records(), estimator="bins")
     with pytest.raises(ValueError, match="unit must be one of"):
         plotting.layer_curves(_records(), estimator="exact", unit="bans")
+
+
+def test_mixture_density_integrates_to_one_and_splits_by_group():
+    import numpy as np
+
+    fig = plotting.mixture_density([-0.9, -0.3, 0.3, 0.9], 0.1, groups=[0, 1, 2, 3], grid=4000)
+    ax = fig.axes[0]
+    t, total = ax.lines[0].get_data()
+    assert np.trapezoid(total, t) == pytest.approx(1.0, abs=1e-3)
+    assert len(ax.collections) == 4  # one filled share per input
+    with pytest.raises(ValueError, match="groups must give one group per centre"):
+        plotting.mixture_density([0.0, 1.0], 0.1, groups=[0])
+    with pytest.raises(ValueError, match="noise_std must be > 0"):
+        plotting.mixture_density([0.0], 0.0)
+
+
+def test_representations_scatter_one_series_per_class_and_checks_dims():
+    import numpy as np
+
+    t = np.arange(30.0).reshape(10, 3)
+    fig = plotting.representations(t, [0, 1] * 5, dims=(1, 2))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2
+    assert ax.collections[0].get_offsets()[:, 0].tolist() == [1.0, 7.0, 13.0, 19.0, 25.0]
+    with pytest.raises(ValueError, match="out of range"):
+        plotting.representations(t, [0] * 10, dims=(0, 3))

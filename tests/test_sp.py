@@ -104,15 +104,43 @@ def test_cpu_and_cuda_agree():
     assert gpu.value == pytest.approx(cpu.value, abs=1e-9)  # same points: the generator lives on the CPU
 
 
-def test_gathered_and_masked_group_densities_agree():
-    # Small groups are gathered, large ones masked out of the full distance matrix: both give log p(t | group).
+def test_block_and_gathered_group_densities_agree_with_a_direct_sum():
+    # Few large groups are read off the full distance pass (blocks of sorted centres), many small ones gathered:
+    # both must equal log p(t | group) summed directly, and log p(t) must not depend on the partitions asked for.
     from ibcore.estimators import sp
 
     rng = np.random.default_rng(5)
     c = torch.from_numpy(rng.normal(size=(300, 3)))
-    groups = torch.from_numpy(rng.integers(0, 2, 300))  # two large groups: the masked path
-    t = c[:50] + 0.2 * torch.from_numpy(rng.normal(size=(50, 3)))
-    _, masked = sp._log_densities(t, c, 0.2, groups[:50], groups)
-    norm = -0.5 * 3 * math.log(2 * math.pi * 0.2**2)
-    gathered = sp._group_log_density(t, groups[:50], c, groups, torch.bincount(groups), 0.2, norm)
-    assert torch.allclose(masked, gathered, atol=1e-9)
+    labels = torch.from_numpy(rng.integers(0, 3, 300))  # three large groups: the block path
+    ids = torch.arange(300) // 4  # 75 groups of 4: the gather path
+    idx = torch.from_numpy(rng.integers(0, 300, 50))
+    t = c[idx] + 0.2 * torch.from_numpy(rng.normal(size=(50, 3)))
+    log_p, (by_label, by_id) = sp._log_densities(t, c, 0.2, [(labels[idx], labels), (ids[idx], ids)])
+    (by_id_alone,) = sp._log_densities(t, c, 0.2, [(ids[idx], ids)])[1]
+    alone, _ = sp._log_densities(t, c, 0.2)
+
+    def direct(members):
+        d2 = ((t[:, None, :] - c[None, :, :]) ** 2).sum(-1)
+        dens = torch.exp(-d2 / (2 * 0.2**2)) / (2 * math.pi * 0.2**2) ** 1.5
+        return torch.log((dens * members).sum(1) / members.sum(1))
+
+    assert torch.allclose(log_p, direct(torch.ones(50, 300, dtype=torch.float64)), atol=1e-9)
+    assert torch.allclose(alone, log_p, atol=1e-12)
+    assert torch.allclose(by_label, direct((labels[None, :] == labels[idx, None]).double()), atol=1e-9)
+    assert torch.allclose(by_id, direct((ids[None, :] == ids[idx, None]).double()), atol=1e-9)
+    assert torch.allclose(by_id_alone, by_id, atol=1e-12)
+
+
+def test_estimate_each_equals_separate_estimates():
+    rng = np.random.default_rng(6)
+    c = rng.normal(size=(400, 2))
+    ids, labels = np.arange(400) // 8, (np.arange(400) // 8) % 2
+    est = SamplePropagation(noise_std=0.3, n_mc=3000, seed=4)
+    a, b = est.estimate_each([ids, labels], c)
+    assert a.value == pytest.approx(est.estimate(ids, c).value, abs=1e-12)
+    assert b.value == pytest.approx(est.estimate(labels, c).value, abs=1e-12)
+    assert a.diagnostics["h_t"] == b.diagnostics["h_t"]
+    with pytest.raises(ValueError, match="xs must be a non-empty sequence"):
+        est.estimate_each([], c)
+    with pytest.raises(ValueError, match=r"xs\[1\]"):
+        est.estimate_each([ids, labels[:10]], c)

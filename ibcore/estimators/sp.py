@@ -18,13 +18,15 @@ The estimators take the centres as data:
 * ``SamplePropagation.estimate(x, y)``: ``x`` says which input (or class) each row belongs to, ``y`` holds the
   centres, one row each (several rows per input for deeper layers: the replicas). Inputs are weighted by their
   share of rows. For the first layer (one centre per input) p(t | x) is the Gaussian itself and h(T | X) is
-  d/2 ln(2 pi e noise_std^2) exactly. I(T;Y) is ``estimate(labels, centres)``.
+  d/2 ln(2 pi e noise_std^2) exactly. I(T;Y) is ``estimate(labels, centres)``;
+  ``estimate_each([ids, labels], centres)`` gives both from the same points and one pass over the distances.
 * ``GaussianMixtureEntropy.estimate(x)``: h of the equal-weight mixture of N(x_k, noise_std^2 I).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -59,37 +61,52 @@ def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Ge
     return idx, c[idx] + noise_std * z
 
 
-def _log_densities(t, c, noise_std, groups_t=None, groups_c=None):
-    """log p(t) under the mixture of all centres, and (with groups) under the mixture of the point's own group.
+_BLOCK_GROUPS = 16  # a partition with at most this many groups is read off the full distance pass
 
-    Returns ``(log_p, log_p_group)``; the second is ``None`` without groups. Chunked over points. Coordinates are
-    taken relative to the centres' mean, which keeps the ``|t|^2 + |c|^2 - 2 t.c`` form of the distances accurate.
+
+def _log_densities(t, c, noise_std, partitions=()):
+    """log p(t) under the mixture of all centres, and log p(t | group) for each partition of the centres.
+
+    ``partitions`` is a sequence of ``(groups_t, groups_c)``: the group of each point and of each centre (codes
+    0..G-1). Returns ``(log_p, [log_p_group, ...])``. One pass over the point-centre distances, chunked over points,
+    serves log p(t) and the first partition with few groups (labels): the centres are sorted by that partition and
+    each group's log-sum-exp is taken over its contiguous block. The other partitions (input ids: many small groups)
+    gather each point's own centres. Coordinates are taken relative to the centres' mean, which keeps the
+    ``|t|^2 + |c|^2 - 2 t.c`` form of the distances accurate.
     """
     k, d = c.shape
     origin = c.mean(0)
     t, c = t - origin, c - origin
-    c_sq = (c * c).sum(1)
     norm = -0.5 * d * math.log(2 * math.pi * noise_std**2)
-    # Small groups (an input's replicas): gather each point's own centres. Large groups (classes): reuse the
-    # distances to all centres, masked to the point's group.
-    sizes = None if groups_c is None else torch.bincount(groups_c)
-    masked = sizes is not None and int(sizes.max()) * 8 > k
+    sizes = [torch.bincount(gc) for _, gc in partitions]
+    block = next((j for j, n in enumerate(sizes) if n.numel() <= _BLOCK_GROUPS), None)
+    if block is not None:
+        c_sorted = c[torch.argsort(partitions[block][1], stable=True)]
+        ends = torch.cumsum(sizes[block], 0).tolist()
+        bounds = list(zip([0] + ends[:-1], ends))
+    else:
+        c_sorted = c
+    c_sq = (c_sorted * c_sorted).sum(1)
     chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
-    out, out_g = [], []
+    out, out_block = [], []
     for lo in range(0, t.shape[0], chunk):
         tc = t[lo : lo + chunk]
-        d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c.T).clamp_min_(0.0)
-        logk = -d2 / (2.0 * noise_std**2)
-        out.append(torch.logsumexp(logk, dim=1) - math.log(k) + norm)
-        if masked:
-            g = groups_t[lo : lo + chunk]
-            logk.masked_fill_(groups_c.unsqueeze(0) != g.unsqueeze(1), -math.inf)
-            out_g.append(torch.logsumexp(logk, dim=1) - sizes[g].to(torch.float64).log() + norm)
-    if groups_c is None:
-        return torch.cat(out), None
-    if masked:
-        return torch.cat(out), torch.cat(out_g)
-    return torch.cat(out), _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm)
+        d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c_sorted.T).clamp_min_(0.0)
+        logk = d2.mul_(-0.5 / noise_std**2)
+        if block is None:
+            out.append(torch.logsumexp(logk, dim=1))
+            continue
+        per_group = torch.stack([torch.logsumexp(logk[:, a:b], dim=1) for a, b in bounds], dim=1)
+        out.append(torch.logsumexp(per_group, dim=1))
+        out_block.append(per_group.gather(1, partitions[block][0][lo : lo + chunk].unsqueeze(1)).squeeze(1))
+    log_p = torch.cat(out) - math.log(k) + norm
+    log_groups = []
+    for j, (gt, gc) in enumerate(partitions):
+        if j == block:
+            log_groups.append(torch.cat(out_block) - sizes[j][gt].to(torch.float64).log() + norm)
+        else:
+            log_groups.append(_group_log_density(t, gt, c, gc, sizes[j], noise_std, norm))
+    return log_p, log_groups
 
 
 def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm):
@@ -140,30 +157,44 @@ class SamplePropagation(MIEstimator):
         self.noise_std, self.n_mc, self.seed, self.device = noise_std, n_mc, seed, device
 
     def estimate(self, x, y) -> MIEstimate:
+        return self.estimate_each([x], y)[0]
+
+    def estimate_each(self, xs: Sequence, y) -> list[MIEstimate]:
+        """I(X_j;T) for each discrete variable ``X_j`` in ``xs`` (e.g. input ids and labels) with the layer ``y``.
+
+        All from the same Monte Carlo points and one pass over the distances to the centres, which costs about as
+        much as a single :meth:`estimate`.
+        """
         sigma = _check_noise_std(self.noise_std)
         n_mc = check_positive_int(self.n_mc, "n_mc", 2)
         dev = resolve_device(self.device)
-        tx = as_samples(x, "x", keep_integer=True, device=dev)
+        if isinstance(xs, (str, bytes)) or not isinstance(xs, Sequence) or not xs:
+            raise ValueError(f"xs must be a non-empty sequence of discrete variables, got {type(xs).__name__}")
+        names = [f"xs[{j}]" if len(xs) > 1 else "x" for j in range(len(xs))]
+        txs = [as_samples(x, name, keep_integer=True, device=dev) for x, name in zip(xs, names)]
         tc = as_samples(y, "y", device=dev, float_dtype=torch.float64)
-        check_same_length(tx, tc)
-        groups = row_codes(tx)
-        n_inputs = int(groups.max()) + 1
+        for tx, name in zip(txs, names):
+            check_same_length(tx, tc, (name, "y"))
+        groups = [row_codes(tx) for tx in txs]
         g = torch.Generator().manual_seed(int(self.seed))
         idx, t = _mc_points(tc, n_mc, sigma, g)
-        log_p, log_pg = _log_densities(t, tc, sigma, groups[idx], groups)
-        exact = n_inputs == tc.shape[0]
-        if exact:  # one centre per input: p(t | x) is the Gaussian itself
-            h_tx, se_tx = gaussian_entropy(tc.shape[1], sigma), 0.0
-        else:
-            h_tx, se_tx = float(-log_pg.mean()), float(log_pg.std() / math.sqrt(n_mc))
-        diff = log_pg - log_p  # log p(t|x) - log p(t) at points from the joint
-        value = float(diff.mean())
-        return MIEstimate(
-            value, tc.shape[0], self.name, self.get_params(), std=float(diff.std() / math.sqrt(n_mc)),
-            diagnostics={"h_t": float(-log_p.mean()), "h_t_std": float(log_p.std() / math.sqrt(n_mc)),
-                         "h_t_given_x": h_tx, "h_t_given_x_std": se_tx, "n_inputs": n_inputs,
-                         "exact_conditional": exact, "max_value": math.log(n_inputs)},
-        )  # fmt: skip
+        log_p, log_groups = _log_densities(t, tc, sigma, [(gr[idx], gr) for gr in groups])
+        h_t, h_t_std = float(-log_p.mean()), float(log_p.std() / math.sqrt(n_mc))
+        results = []
+        for gr, log_pg in zip(groups, log_groups):
+            n_inputs = int(gr.max()) + 1
+            exact = n_inputs == tc.shape[0]
+            if exact:  # one centre per input: p(t | x) is the Gaussian itself
+                h_tx, se_tx = gaussian_entropy(tc.shape[1], sigma), 0.0
+            else:
+                h_tx, se_tx = float(-log_pg.mean()), float(log_pg.std() / math.sqrt(n_mc))
+            diff = log_pg - log_p  # log p(t|x) - log p(t) at points from the joint
+            results.append(MIEstimate(
+                float(diff.mean()), tc.shape[0], self.name, self.get_params(), std=float(diff.std() / math.sqrt(n_mc)),
+                diagnostics={"h_t": h_t, "h_t_std": h_t_std, "h_t_given_x": h_tx, "h_t_given_x_std": se_tx,
+                             "n_inputs": n_inputs, "exact_conditional": exact, "max_value": math.log(n_inputs)},
+            ))  # fmt: skip
+        return results
 
 
 @register("sp-entropy")
