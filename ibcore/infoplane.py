@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -133,18 +133,28 @@ class NoisyInformationPlane(_AtEpochs):
         epochs: Epochs at which to measure (``None``: every epoch).
         label: The ``estimator`` field of the records.
         seed: Seed of the propagation noise (combined with the epoch), so measurements are reproducible.
-        keep: Epochs (among the measured ones) at which the centres themselves are kept, on the CPU, in
-            ``kept[epoch]``: one tensor ``(S, rows, width)`` per hidden layer, for figures of the representations.
+        keep: Epochs (among the measured ones) at which the centres themselves are kept, on the CPU, for figures
+            of the representations: ``kept[epoch][layer]`` is a tensor ``(S, rows, width)`` (layers from 1).
+        keep_layers: The layers kept (default: all hidden layers).
+        measures: More numbers per record, ``{name: fn}`` with ``fn(t, labels) -> float`` called on each network's
+            centres of each layer ``(rows, width)`` and their labels, e.g. a clustering measure
+            (:mod:`ibcore.clustering`) to plot beside I(X;T).
     """
 
     def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0,
-                 keep: Sequence[int] = ()):  # fmt: skip
+                 keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
+                 measures: Mapping[str, Callable] | None = None):  # fmt: skip
         super().__init__(epochs)
         self.x, self.y, self.estimator, self.replicas = x, y, estimator, replicas
         self.label, self.seed = label, seed
         self.keep = {int(e) for e in keep}
+        self.keep_layers = None if keep_layers is None else {int(l) for l in keep_layers}
+        self.measures = dict(measures or {})
+        clash = set(self.measures) & {"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std"}
+        if clash:
+            raise ValueError(f"measures must not reuse the record fields {sorted(clash)}")
         self.records: list[dict] = []
-        self.kept: dict[int, list[torch.Tensor]] = {}
+        self.kept: dict[int, dict[int, torch.Tensor]] = {}
 
     def on_epoch_end(self, state) -> None:
         if not self.due(state):
@@ -158,7 +168,8 @@ class NoisyInformationPlane(_AtEpochs):
         ids = torch.arange(n, device=self.x.device)
         centres = model.centres(self.x, self.replicas, generator=g)
         if state.epoch in self.keep:
-            self.kept[state.epoch] = [c.cpu() for c in centres]
+            self.kept[state.epoch] = {l: c.cpu() for l, c in enumerate(centres, start=1)
+                                      if self.keep_layers is None or l in self.keep_layers}  # fmt: skip
         for layer, c in enumerate(centres, start=1):
             r = c.shape[1] // n
             rows_x, rows_y = ids.repeat_interleave(r), self.y.repeat_interleave(r)
@@ -167,6 +178,7 @@ class NoisyInformationPlane(_AtEpochs):
                 self.records.append(
                     {"epoch": state.epoch, "model": seed, "layer": layer, "estimator": self.label,
                      "i_xt": a.value, "i_ty": b.value, "i_xt_std": a.std, "i_ty_std": b.std}
+                    | {name: float(fn(c[s], rows_y)) for name, fn in self.measures.items()}
                 )  # fmt: skip
 
 

@@ -28,7 +28,7 @@ SZT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda v: v}
 
-_INITS = ("truncated_normal", "glorot_uniform")
+_INITS = ("truncated_normal", "glorot_uniform", "torch_default")
 
 
 class MLP(nn.Module):
@@ -39,7 +39,9 @@ class MLP(nn.Module):
         activation: Hidden activation, a key of :data:`ACTIVATIONS`. The output layer is linear (logits).
         seeds: One seed per stacked model, used for its initialisation (local generators only).
         init: ``"truncated_normal"`` (std 1/sqrt(fan_in), cut at two std, zero biases: the IDNNs code of
-            Shwartz-Ziv & Tishby) or ``"glorot_uniform"`` (Keras' default, used by Lorenzen et al.).
+            Shwartz-Ziv & Tishby), ``"glorot_uniform"`` (Keras' default, used by Lorenzen et al.) or
+            ``"torch_default"`` (PyTorch's ``nn.Linear`` default: weights and biases uniform on
+            +-1/sqrt(fan_in), as in the noisy-network code of Goldfeld et al.).
         bits: Quantization-aware training (:mod:`ibcore.quantization`): every hidden activation and the logits are
             rounded to ``2**bits`` levels in the forward pass, with straight-through gradients; ``None`` or 32 for
             the float network. Tanh layers use their output range [-1, 1], ReLU and linear layers and the logits a
@@ -130,11 +132,16 @@ class MLP(nn.Module):
                     v = torch.nn.init.trunc_normal_(
                         torch.empty(fan_in, fan_out), std=std, a=-2 * std, b=2 * std, generator=g
                     )
-                else:
+                elif self.init == "glorot_uniform":
                     bound = math.sqrt(6.0 / (fan_in + fan_out))
                     v = torch.empty(fan_in, fan_out).uniform_(-bound, bound, generator=g)
+                else:
+                    bound = 1.0 / math.sqrt(fan_in)
+                    v = torch.empty(fan_in, fan_out).uniform_(-bound, bound, generator=g)
+                    b[s].copy_(torch.empty(1, fan_out).uniform_(-bound, bound, generator=g))
                 w[s].copy_(v)
-                b[s].zero_()
+                if self.init != "torch_default":
+                    b[s].zero_()
 
     def _stack(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 2:

@@ -99,11 +99,20 @@ def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise
     with pytest.raises(ValueError, match="differs from the network's noise_std=0.05"):
         wrong.on_epoch_end(state)
 
-    kept = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3, 7])
+    kept = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3, 7],
+                                 measures={"rows": lambda t, labels: t.shape[0] + 0 * labels.sum()})
     with torch.no_grad():
         kept.on_epoch_end(state)
     assert list(kept.kept) == [3]
-    assert [tuple(c.shape) for c in kept.kept[3]] == [(2, 32, 10)] + [(2, 96, w) for w in SZT_WIDTHS[2:-1]]
+    assert [r["rows"] for r in kept.records] == [32, 32] + [96] * 8  # layer by layer, both networks
+    with pytest.raises(ValueError, match="must not reuse the record fields"):
+        NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05), replicas=3, measures={"i_xt": len})
+    assert {l: tuple(c.shape) for l, c in kept.kept[3].items()} == {1: (2, 32, 10)} | {
+        l: (2, 96, w) for l, w in enumerate(SZT_WIDTHS[2:-1], start=2)}
+    last = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3], keep_layers=[5])
+    with torch.no_grad():
+        last.on_epoch_end(state)
+    assert list(last.kept[3]) == [5] and last.kept[3][5].shape == (2, 96, 3)
 
 
 def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last_layer():

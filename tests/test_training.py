@@ -41,6 +41,16 @@ def test_truncated_normal_init_has_the_ids_scale():
     assert net.biases[0].abs().max() == 0
 
 
+def test_torch_default_init_is_uniform_on_one_over_sqrt_fan_in_for_weights_and_biases():
+    net = MLP((400, 300, 2), "tanh", seeds=[0, 1], init="torch_default")
+    w, b = net.weights[0], net.biases[0]
+    bound = 1 / math.sqrt(400)
+    assert w.abs().max() <= bound and b.abs().max() <= bound
+    assert w[0].std().item() == pytest.approx(bound / math.sqrt(3), rel=0.03)  # uniform: std = bound / sqrt(3)
+    assert b[0].std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
+    assert not torch.equal(w[0], w[1])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
