@@ -18,7 +18,7 @@ from torch import nn
 from . import quantization
 from .quantization import RunningRange, check_bits, fake_quantize
 
-__all__ = ["MLP", "OrthonormalUpdate", "ACTIVATIONS", "SZT_WIDTHS"]
+__all__ = ["MLP", "NoisyCNN", "OrthonormalUpdate", "ACTIVATIONS", "SZT_WIDTHS"]
 
 #: Fixed output ranges of the activations whose range is known; the others use a running range when quantized.
 _FIXED_RANGES = {"tanh": (-1.0, 1.0)}
@@ -26,7 +26,9 @@ _FIXED_RANGES = {"tanh": (-1.0, 1.0)}
 #: The SZT network of Shwartz-Ziv & Tishby (2017): 12 inputs, hidden 10-7-5-4-3, 2-way softmax output.
 SZT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "linear": lambda v: v}
+ACTIVATIONS = {
+    "tanh": torch.tanh, "relu": torch.relu, "leaky_relu": torch.nn.functional.leaky_relu, "linear": lambda v: v,
+}  # fmt: skip
 
 _INITS = ("truncated_normal", "glorot_uniform", "torch_default")
 
@@ -264,3 +266,128 @@ class OrthonormalUpdate:
     def __call__(self, model: MLP) -> None:
         for w in list(model.weights)[:-1]:  # (S, fan_in, fan_out)
             w.sub_(self.alpha * (w @ (w.mT @ w) - w))
+
+
+class NoisyCNN(nn.Module):
+    """A small convolutional classifier with Gaussian noise after every hidden block (Goldfeld et al. 2019).
+
+    Blocks: for each entry of ``channels`` a 3x3 convolution (padding 1), the activation and a 2x2 max-pooling;
+    then a dense layer of each width in ``dense`` with the activation; then a linear layer to the logits. With
+    ``noise_std > 0`` Gaussian noise of that standard deviation is added to every hidden block's output, while
+    :attr:`noise` is true (the switch), in training and in evaluation. ``len(seeds)`` networks are kept side by
+    side (each initialised from its own seed like PyTorch's default, weights and biases uniform on
+    +-1/sqrt(fan_in), with local generators only) and trained together by :func:`ibcore.training.fit`.
+
+    Shapes: ``forward(x)`` takes ``(B, C, H, W)`` (the same images for every network) or ``(S, B, C, H, W)`` and
+    returns logits ``(S, B, n_classes)``; :meth:`layers` and :meth:`centres` return each hidden block flattened,
+    ``(S, rows, features)``, as :class:`MLP` does, so the information-plane callbacks take either network.
+
+    Example:
+        >>> net = NoisyCNN((1, 8, 8), channels=(4,), dense=(6,), n_classes=3, seeds=[0, 1], noise_std=0.1)
+        >>> net(torch.zeros(5, 1, 8, 8)).shape
+        torch.Size([2, 5, 3])
+        >>> [tuple(c.shape) for c in net.centres(torch.zeros(5, 1, 8, 8), replicas=2)]
+        [(2, 5, 64), (2, 10, 6)]
+    """
+
+    def __init__(self, in_shape: Sequence[int], *, channels: Sequence[int] = (8, 16), dense: Sequence[int] = (32,),
+                 n_classes: int = 10, activation: str = "relu", seeds: Sequence[int] = (0,), noise_std: float = 0.0,
+                 device=None, dtype: torch.dtype = torch.float32):  # fmt: skip
+        super().__init__()
+        c, h, w = (int(v) for v in in_shape)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if min(c, h, w) < 1 or h >> len(channels) < 1 or w >> len(channels) < 1:
+            raise ValueError(f"in_shape {tuple(in_shape)} is too small for {len(channels)} 2x2 poolings")
+        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (
+            math.isfinite(noise_std) and noise_std >= 0
+        ):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds must name at least one model")
+        self.seeds, self.activation, self.noise_std = seeds, activation, float(noise_std)
+        self.noise = self.noise_std > 0
+        self._noise_generator: torch.Generator | None = None
+        self.nets = nn.ModuleList()
+        for seed in seeds:
+            layers, c_in = nn.ModuleList(), c
+            for c_out in channels:
+                layers.append(nn.Conv2d(c_in, int(c_out), 3, padding=1, device=device, dtype=dtype))
+                c_in = int(c_out)
+            n_in = c_in * (h >> len(channels)) * (w >> len(channels))
+            for width in (*dense, n_classes):
+                layers.append(nn.Linear(n_in, int(width), device=device, dtype=dtype))
+                n_in = int(width)
+            g = torch.Generator(device="cpu").manual_seed(seed)
+            with torch.no_grad():
+                for layer in layers:
+                    bound = 1.0 / math.sqrt(layer.weight[0].numel())
+                    for p in (layer.weight, layer.bias):
+                        p.copy_(torch.empty(p.shape, dtype=dtype).uniform_(-bound, bound, generator=g))
+            self.nets.append(layers)
+        self.n_convs = len(channels)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.seeds)
+
+    def _noise(self, like, generator=None):
+        if generator is None:
+            if self._noise_generator is None or self._noise_generator.device != like.device:
+                seed = int(np.random.SeedSequence([*self.seeds, 0x5E]).generate_state(1, np.uint64)[0] >> 1)
+                self._noise_generator = torch.Generator(device=like.device).manual_seed(seed)
+            generator = self._noise_generator
+        return self.noise_std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+    def _block(self, layers, i: int, h: torch.Tensor) -> torch.Tensor:
+        act = ACTIVATIONS[self.activation]
+        if i < self.n_convs:
+            return torch.nn.functional.max_pool2d(act(layers[i](h)), 2)
+        return act(layers[i](h.flatten(1)))
+
+    def _per_model(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.ndim == 4:
+            return [x] * self.n_models
+        if x.ndim == 5 and x.shape[0] == self.n_models:
+            return list(x)
+        raise ValueError(f"x must be (B, C, H, W) or ({self.n_models}, B, C, H, W), got {tuple(x.shape)}")
+
+    def _outputs(self, x: torch.Tensor):
+        per = []
+        for layers, h in zip(self.nets, self._per_model(x.to(self.nets[0][0].weight.dtype))):
+            outs = []
+            for i in range(len(layers) - 1):
+                h = self._block(layers, i, h)
+                if self.noise and self.noise_std > 0:
+                    h = h + self._noise(h)
+                outs.append(h.flatten(1))
+            outs.append(layers[-1](h.flatten(1)))
+            per.append(outs)
+        return [torch.stack(level) for level in zip(*per)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._outputs(x)[-1]
+
+    def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden block's output (flattened) and the softmax output, each ``(S, B, features)``."""
+        *hidden, logits = self._outputs(x)
+        return hidden + [torch.softmax(logits, dim=-1)]
+
+    def centres(self, x: torch.Tensor, replicas: int, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Sample-propagation centres of every hidden block, as :meth:`MLP.centres` (input-major replicas)."""
+        if self.noise_std <= 0:
+            raise ValueError(f"centres need a noisy network (noise_std > 0), got noise_std={self.noise_std}")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+        per = []
+        for layers, h in zip(self.nets, self._per_model(x.to(self.nets[0][0].weight.dtype))):
+            outs = []
+            for i in range(len(layers) - 1):
+                c = self._block(layers, i, h)
+                outs.append(c.flatten(1))
+                if i == 0:
+                    c = c.repeat_interleave(replicas, dim=0)
+                h = c + self._noise(c, generator)
+            per.append(outs)
+        return [torch.stack(level) for level in zip(*per)]

@@ -145,3 +145,50 @@ def test_fit_calls_after_step_hooks_once_per_step_without_gradients():
 
     fit(net, (x, y), epochs=3, batch_size=8, lr=1e-2, after_step=[hook])
     assert calls == [False] * 9  # 3 epochs x 3 minibatches
+
+
+def _images(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    return x, (x.mean((1, 2, 3)) > 0.5).long()
+
+
+def test_noisy_cnn_noise_switch_seeds_and_stacking():
+    from ibcore.nets import NoisyCNN
+
+    x, _ = _images()
+    net = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1)
+    assert [tuple(t.shape) for t in net.layers(x)] == [(2, 12, 64), (2, 12, 16), (2, 12, 5), (2, 12, 2)]
+    assert not torch.equal(net(x), net(x))  # noise on
+    net.noise = False
+    assert torch.equal(net(x), net(x))
+    alone = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[1], noise_std=0.1)
+    alone.noise = False
+    assert torch.allclose(net(x)[1], alone(x)[0])  # each stacked network is the network of its seed
+    assert not torch.allclose(net(x)[0], net(x)[1])
+    with pytest.raises(ValueError, match="too small"):
+        NoisyCNN((1, 2, 2), channels=(4, 4))
+    with pytest.raises(ValueError, match="noise_std"):
+        NoisyCNN((1, 8, 8), noise_std=-1.0)
+
+
+def test_noisy_cnn_centres_and_training_with_the_information_plane():
+    from ibcore.infoplane import NoisyInformationPlane
+    from ibcore.nets import NoisyCNN
+    from ibcore.training import fit
+
+    x, y = _images(24)
+    net = NoisyCNN((1, 8, 8), channels=(4,), dense=(6,), n_classes=2, activation="tanh", seeds=[0, 1], noise_std=1e-4)
+    c1, c2 = net.centres(x, replicas=3)
+    net.noise = False
+    t1, t2, _ = net.layers(x)
+    assert torch.equal(c1, t1)  # the first block: one centre per input, no noise in it
+    assert c2.shape == (2, 72, 6)
+    assert torch.allclose(c2.reshape(2, 24, 3, 6), t2.unsqueeze(2).expand(2, 24, 3, 6), atol=1e-3)  # input-major
+    net.noise = True
+    plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=1e-4, n_mc=400), replicas=3, epochs=[0, 20])
+    state = fit(net, (x, y), epochs=20, batch_size=8, lr=1e-2, callbacks=[plane])
+    assert state.losses[-1] < state.losses[0]
+    assert len(plane.records) == 2 * 2 * 2  # epochs x blocks x networks
+    for r in plane.records:  # tiny noise and tanh: every input separated, I(X;T) = ln 24
+        assert r["i_xt"] == pytest.approx(math.log(24), abs=0.05)
