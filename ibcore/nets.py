@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from . import quantization
 from .quantization import RunningRange, check_bits, fake_quantize
@@ -31,6 +32,17 @@ ACTIVATIONS = {
 }  # fmt: skip
 
 _INITS = ("truncated_normal", "glorot_uniform", "torch_default")
+
+
+def _gaussian_noise(net, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    # noise_std * N(0, 1) shaped like ``like``, from ``generator`` or the network's own generator (seeded from its
+    # seeds, created on first use on the data's device).
+    if generator is None:
+        if net._noise_generator is None or net._noise_generator.device != like.device:
+            seed = int(np.random.SeedSequence([*net.seeds, 0x5E]).generate_state(1, np.uint64)[0] >> 1)
+            net._noise_generator = torch.Generator(device=like.device).manual_seed(seed)
+        generator = net._noise_generator
+    return net.noise_std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 class MLP(nn.Module):
@@ -164,12 +176,7 @@ class MLP(nn.Module):
         return quantization.quantize_weights(w, self.levels - 1)
 
     def _noise(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if generator is None:
-            if self._noise_generator is None or self._noise_generator.device != like.device:
-                seed = int(np.random.SeedSequence([*self.seeds, 0x5E]).generate_state(1, np.uint64)[0] >> 1)
-                self._noise_generator = torch.Generator(device=like.device).manual_seed(seed)
-            generator = self._noise_generator
-        return self.noise_std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        return _gaussian_noise(self, like, generator)
 
     def _activate(self, i: int, z: torch.Tensor) -> torch.Tensor:
         h = ACTIVATIONS[self.activation](z)
@@ -310,14 +317,16 @@ class NoisyCNN(nn.Module):
         self.noise = self.noise_std > 0
         self._noise_generator: torch.Generator | None = None
         self.nets = nn.ModuleList()
+        device = torch.get_default_device() if device is None else torch.device(device)
         for seed in seeds:
             layers, c_in = nn.ModuleList(), c
+            # skip_init: no draw from the global generator; the parameters are set from the seed below
             for c_out in channels:
-                layers.append(nn.Conv2d(c_in, int(c_out), 3, padding=1, device=device, dtype=dtype))
+                layers.append(skip_init(nn.Conv2d, c_in, int(c_out), 3, padding=1, device=device, dtype=dtype))
                 c_in = int(c_out)
             n_in = c_in * (h >> len(channels)) * (w >> len(channels))
             for width in (*dense, n_classes):
-                layers.append(nn.Linear(n_in, int(width), device=device, dtype=dtype))
+                layers.append(skip_init(nn.Linear, n_in, int(width), device=device, dtype=dtype))
                 n_in = int(width)
             g = torch.Generator(device="cpu").manual_seed(seed)
             with torch.no_grad():
@@ -332,13 +341,8 @@ class NoisyCNN(nn.Module):
     def n_models(self) -> int:
         return len(self.seeds)
 
-    def _noise(self, like, generator=None):
-        if generator is None:
-            if self._noise_generator is None or self._noise_generator.device != like.device:
-                seed = int(np.random.SeedSequence([*self.seeds, 0x5E]).generate_state(1, np.uint64)[0] >> 1)
-                self._noise_generator = torch.Generator(device=like.device).manual_seed(seed)
-            generator = self._noise_generator
-        return self.noise_std * torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    def _noise(self, like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _gaussian_noise(self, like, generator)
 
     def _block(self, layers, i: int, h: torch.Tensor) -> torch.Tensor:
         act = ACTIVATIONS[self.activation]

@@ -192,3 +192,13 @@ def test_noisy_cnn_centres_and_training_with_the_information_plane():
     assert len(plane.records) == 2 * 2 * 2  # epochs x blocks x networks
     for r in plane.records:  # tiny noise and tanh: every input separated, I(X;T) = ln 24
         assert r["i_xt"] == pytest.approx(math.log(24), abs=0.05)
+
+
+def test_noisy_cnn_leaves_the_global_generator_alone():
+    from ibcore.nets import NoisyCNN
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    NoisyCNN((1, 8, 8), channels=(4,), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1)
+    assert torch.equal(torch.rand(3), expected)
