@@ -24,6 +24,13 @@ __all__ = [
     "MARGINAL_TRANSFORMS",
     "transformed_gaussian",
     "uniform_quantization",
+    "smoothed_uniform",
+    "smoothed_uniform_mi",
+    "student_t",
+    "student_t_mi",
+    "render_bumps",
+    "render_rectangles",
+    "image_pair",
 ]
 
 
@@ -123,6 +130,110 @@ def uniform_quantization(n: int, levels: int, dim: int = 1, *, seed: int) -> tup
     x = np.random.default_rng(seed).random((n, dim))
     y = np.floor(levels * x[:, :1]).astype(np.int64)
     return x, y
+
+
+def smoothed_uniform_mi(eps: float) -> float:
+    """I(X;Y) for X ~ U[0,1], Y = X + U[-eps, eps]: eps - ln(2 eps) for eps < 1/2, else 1 / (4 eps)."""
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    return eps - math.log(2 * eps) if eps < 0.5 else 1.0 / (4 * eps)
+
+
+def smoothed_uniform(n: int, eps: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """X ~ U[0,1] and Y = X + U[-eps, eps], each ``(n, 1)``; I(X;Y) is :func:`smoothed_uniform_mi` (eps)."""
+    smoothed_uniform_mi(eps)  # validates eps
+    n, _ = _check_n_dim(n, 1)
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 1))
+    return x, x + rng.uniform(-eps, eps, (n, 1))
+
+
+def _student_f(v: float) -> float:
+    return float(special.gammaln(v / 2) - v / 2 * special.digamma(v / 2))
+
+
+def student_t_mi(gaussian_mi: float, dof: int, dim_x: int, dim_y: int) -> float:
+    """I(X;Y) of the multivariate Student-t built by :func:`student_t`: the Gaussian's MI plus
+    c = f(k) + f(k + n + m) - f(k + n) - f(k + m), f(v) = lnGamma(v/2) - v/2 psi(v/2), k = dof (> 0 even when the
+    Gaussian part is independent: the shared scale couples X and Y)."""
+    if isinstance(dof, bool) or not isinstance(dof, (int, np.integer)) or dof < 1:
+        raise ValueError(f"dof must be an integer >= 1, got {dof!r}")
+    k, a, b = int(dof), int(dim_x), int(dim_y)
+    return gaussian_mi + _student_f(k) + _student_f(k + a + b) - _student_f(k + a) - _student_f(k + b)
+
+
+def student_t(n: int, mi: float, dim: int = 1, dof: int = 3, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multivariate Student-t ``(x, y)``: a :func:`correlated_gaussian` pair with ``mi`` nats, both divided by one
+    shared sqrt(W / dof), W ~ chi-square(dof). Heavy tails; I(X;Y) is :func:`student_t_mi` (mi, dof, dim, dim)."""
+    n, dim = _check_n_dim(n, dim)
+    student_t_mi(0.0, dof, dim, dim)  # validates dof
+    x, y = correlated_gaussian(n, mi, dim, seed=seed)
+    w = np.random.default_rng([seed, 0x57]).chisquare(dof, (n, 1))
+    scale = np.sqrt(dof / w)
+    return x * scale, y * scale
+
+
+def _check_latent(latent, dim: int, name: str) -> np.ndarray:
+    z = np.asarray(latent, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] != dim or not np.all((z >= 0) & (z <= 1)):
+        raise ValueError(f"{name} must be an (n, {dim}) array with values in [0, 1], got shape {z.shape}")
+    return z
+
+
+def _check_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 4:
+        raise ValueError(f"size must be an integer >= 4, got {size!r}")
+    return int(size)
+
+
+def render_bumps(latent, size: int = 16, width: float = 0.15) -> np.ndarray:
+    """Images ``(n, size, size)`` of a 2-D Gaussian bump exp(-|g - mu|^2 / (2 width^2)) centred at ``mu``.
+
+    ``latent`` is ``(n, 2)`` in [0, 1]; the centre is mu = 0.2 + 0.6 latent on the pixel grid g spanning [0, 1]. The
+    map is injective (the log-image is a quadratic in g whose peak is mu), so I(image_X; image_Y) equals the
+    latents' MI (Butakov et al., ICLR 2024 and NeurIPS 2024, synthetic images; our parametrisation).
+    """
+    z = _check_latent(latent, 2, "latent")
+    size = _check_size(size)
+    if not (isinstance(width, (int, float)) and width > 0):
+        raise ValueError(f"width must be > 0, got {width!r}")
+    g = np.linspace(0.0, 1.0, size)
+    mu = 0.2 + 0.6 * z
+    gx = np.exp(-((g[None, :] - mu[:, :1]) ** 2) / (2 * width**2))  # (n, size)
+    gy = np.exp(-((g[None, :] - mu[:, 1:]) ** 2) / (2 * width**2))
+    return gy[:, :, None] * gx[:, None, :]
+
+
+def _coverage(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
+    # Fraction of each of ``size`` equal pixels of [0, 1] covered by [lo, hi]: (n, size).
+    edges = np.linspace(0.0, 1.0, size + 1)
+    return np.clip(np.minimum(hi[:, None], edges[None, 1:]) - np.maximum(lo[:, None], edges[None, :-1]), 0, None) * size
+
+
+def render_rectangles(latent, size: int = 16) -> np.ndarray:
+    """Images ``(n, size, size)`` of an axis-aligned rectangle with soft (area-coverage) edges.
+
+    ``latent`` is ``(n, 4)`` in [0, 1]: the rectangle spans x in [0.05 + 0.4 a, 0.55 + 0.4 b] and y in
+    [0.05 + 0.4 c, 0.55 + 0.4 d]. Each pixel holds the fraction of its area inside the rectangle, so every edge is
+    recoverable from the partly covered pixels and the map is injective (the latents' MI is kept).
+    """
+    z = _check_latent(latent, 4, "latent")
+    size = _check_size(size)
+    cx = _coverage(0.05 + 0.4 * z[:, 0], 0.55 + 0.4 * z[:, 1], size)
+    cy = _coverage(0.05 + 0.4 * z[:, 2], 0.55 + 0.4 * z[:, 3], size)
+    return cy[:, :, None] * cx[:, None, :]
+
+
+def image_pair(n: int, mi: float, kind: str = "bumps", size: int = 16, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image pairs with known MI: latents from :func:`transformed_gaussian` (uniform marginals, ``mi`` nats split
+    over the latent dimensions: 2 for ``"bumps"``, 4 for ``"rectangles"``), each rendered injectively, so
+    I(X;Y) = mi. Returns two ``(n, size, size)`` arrays."""
+    renderers = {"bumps": (2, render_bumps), "rectangles": (4, render_rectangles)}
+    if kind not in renderers:
+        raise ValueError(f"kind must be one of {sorted(renderers)}, got {kind!r}")
+    dim, render = renderers[kind]
+    zx, zy = transformed_gaussian(n, mi, dim, seed=seed)
+    return render(zx, size), render(zy, size)
 
 
 def _check_n_dim(n, dim) -> tuple[int, int]:

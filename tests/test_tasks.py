@@ -1,0 +1,87 @@
+"""Known-MI samplers: each sampler's MI agrees with its closed form, checked by an independent computation."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ibcore import tasks
+from ibcore.estimators import KSG
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.3, 0.75])
+def test_smoothed_uniform_agrees_with_ksg(eps):
+    x, y = tasks.smoothed_uniform(4000, eps, seed=1)
+    assert x.shape == y.shape == (4000, 1)
+    assert np.all(np.abs(y - x) <= eps)
+    truth = tasks.smoothed_uniform_mi(eps)
+    assert KSG(k=5).estimate(x, y).value == pytest.approx(truth, abs=0.06)
+
+
+def test_smoothed_uniform_formula_is_continuous_at_one_half_and_rejects_bad_eps():
+    assert tasks.smoothed_uniform_mi(0.5 - 1e-12) == pytest.approx(tasks.smoothed_uniform_mi(0.5), abs=1e-9)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps must be"):
+            tasks.smoothed_uniform_mi(bad)
+
+
+@pytest.mark.parametrize("gaussian_mi, dof", [(0.0, 3), (1.0, 3), (0.5, 10)])
+def test_student_t_mi_matches_a_monte_carlo_of_the_exact_densities(gaussian_mi, dof):
+    # I = E[log p(x, y) - log p(x) - log p(y)] with scipy's multivariate t densities, one dimension each.
+    x, y = tasks.student_t(200_000, gaussian_mi, 1, dof, seed=3)
+    rho = tasks.gaussian_rho(gaussian_mi)
+    joint = stats.multivariate_t(loc=[0, 0], shape=[[1, rho], [rho, 1]], df=dof)
+    terms = joint.logpdf(np.hstack([x, y])) - stats.t.logpdf(x[:, 0], dof) - stats.t.logpdf(y[:, 0], dof)
+    se = terms.std() / math.sqrt(len(terms))
+    assert abs(terms.mean() - tasks.student_t_mi(gaussian_mi, dof, 1, 1)) < 4 * se + 1e-3
+    assert tasks.student_t_mi(gaussian_mi, dof, 1, 1) > gaussian_mi  # the shared scale adds information
+
+
+def _bump_centres(images):
+    # log image = log gy(i) + log gx(j), quadratic in the grid: a degree-2 fit of one row gives the x centre.
+    g = np.linspace(0, 1, images.shape[-1])
+    out = []
+    for im in images:
+        cx = np.polyfit(g, np.log(im[im.shape[0] // 2]), 2)
+        cy = np.polyfit(g, np.log(im[:, im.shape[1] // 2]), 2)
+        out.append([-cx[1] / (2 * cx[0]), -cy[1] / (2 * cy[0])])
+    return (np.array(out) - 0.2) / 0.6
+
+
+def _rectangle_edges(images):
+    size = images.shape[-1]
+    out = []
+    for im in images:
+        row = im[np.argmax(im.sum(1))]  # a fully covered row is the x coverage itself
+        col = im[:, np.argmax(im.sum(0))]
+        edges = []
+        for cov in (row, col):
+            nz = np.flatnonzero(cov > 0)
+            lo = (nz[0] + 1 - cov[nz[0]]) / size
+            hi = (nz[-1] + cov[nz[-1]]) / size
+            edges += [(lo - 0.05) / 0.4, (hi - 0.55) / 0.4]
+        out.append([edges[0], edges[1], edges[2], edges[3]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_image_renderings_are_injective_the_latents_come_back(size):
+    rng = np.random.default_rng(0)
+    z2 = rng.uniform(0.02, 0.98, (20, 2))
+    assert np.allclose(_bump_centres(tasks.render_bumps(z2, size)), z2, atol=1e-6)
+    z4 = rng.uniform(0.02, 0.98, (20, 4))
+    assert np.allclose(_rectangle_edges(tasks.render_rectangles(z4, size)), z4, atol=1e-9)
+
+
+def test_image_pair_renders_the_transformed_gaussian_latents():
+    x, y = tasks.image_pair(50, 2.0, "rectangles", 16, seed=4)
+    zx, zy = tasks.transformed_gaussian(50, 2.0, 4, seed=4)
+    assert x.shape == y.shape == (50, 16, 16)
+    assert np.allclose(_rectangle_edges(x), zx, atol=1e-9) and np.allclose(_rectangle_edges(y), zy, atol=1e-9)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        tasks.image_pair(5, 1.0, "circles", seed=0)
+    with pytest.raises(ValueError, match=r"latent must be an \(n, 2\) array"):
+        tasks.render_bumps(np.full((3, 2), 1.5))
+    with pytest.raises(ValueError, match="size must be an integer >= 4"):
+        tasks.render_rectangles(np.zeros((1, 4)), size=2)
