@@ -27,7 +27,15 @@ TOO_FEW = {
     "exact-entropy": None,
     "sp": None,
     "sp-entropy": None,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
+    "mine": 9,  # the critic estimators need 10 rows (a training and a held-out part)
+    "nwj": 9,
+    "infonce": 9,
+    "smile": 9,
 }
+
+# Trained critics are not bit-reproducible across devices (float32 training amplifies rounding differences): on
+# CUDA they must agree with the CPU within their statistical error instead of to float precision.
+TRAINED = {"mine", "nwj", "infonce", "smile"}
 
 MI = est.available("mi")
 ENTROPY = est.available("entropy")
@@ -170,7 +178,8 @@ def test_cpu_and_cuda_agree(name):
     x, y = _data(1000)
     cpu = _estimate(name, x, y)
     gpu = _estimate(name, torch.from_numpy(x).to("cuda"), torch.from_numpy(y).to("cuda"))
-    assert gpu.value == pytest.approx(cpu.value, abs=1e-4)
+    tol = 4 * max(cpu.std, gpu.std) if name in TRAINED else 1e-4
+    assert gpu.value == pytest.approx(cpu.value, abs=tol)
 
 
 def test_bits_conversion_and_float():

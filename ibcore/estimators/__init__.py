@@ -26,6 +26,7 @@ from .knn import KSG, KozachenkoLeonenko
 from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
+from .neural import MINE, NWJ, SMILE, InfoNCE
 
 __all__ = [
     "Estimate",
@@ -48,4 +49,8 @@ __all__ = [
     "ExactEntropy",
     "SamplePropagation",
     "GaussianMixtureEntropy",
+    "MINE",
+    "NWJ",
+    "InfoNCE",
+    "SMILE",
 ]

@@ -1,0 +1,293 @@
+"""Critic-based variational MI estimators: MINE (Donsker-Varadhan), NWJ, InfoNCE and SMILE.
+
+Each trains a critic T(x, y) to maximise a lower bound on I(X;Y) and reports the bound on held-out data. With a
+minibatch of B pairs the critic scores all B x B combinations: the diagonal are samples of the joint, the
+off-diagonal of the product of marginals. The bounds (Poole et al. 2019; Song & Ermon 2020):
+
+    DV (MINE)   E_p[T] - log E_q[exp T]
+    NWJ         E_p[T] - E_q[exp(T - 1)]
+    InfoNCE     E_i[T_ii - log mean_j exp T_ij]                     (never above ln B)
+    SMILE(tau)  E_p[T] - log E_q[exp clip(T, -tau, tau)]            (trained through the Jensen-Shannon bound)
+
+MINE trains DV with a moving average of E_q[exp T] in the denominator of the gradient (Belghazi et al. 2018), which
+removes the bias of the minibatch log. All estimators share one training loop, :func:`ibcore.training.fit`: the data
+are split into a training and a held-out part (``held_out`` of the rows, chosen by ``seed``), the critic is trained
+on the first, and after every epoch the bound is evaluated on the second; training stops after ``epochs`` or when
+the held-out bound has not improved for ``patience`` epochs. The reported value is the held-out bound at the end of
+training (not the best value seen, which is biased upwards), with its standard error over held-out batches.
+
+References:
+    Belghazi et al. (2018). Mutual information neural estimation. ICML.
+    Nguyen, Wainwright & Jordan (2010). Estimating divergence functionals and the likelihood ratio. IEEE Trans. IT.
+    van den Oord, Li & Vinyals (2018). Representation learning with contrastive predictive coding. arXiv:1807.03748.
+    Poole et al. (2019). On variational bounds of mutual information. ICML.
+    Song & Ermon (2020). Understanding the limitations of variational mutual information estimators. ICLR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..training import Callback, fit
+from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
+from .interface import MIEstimate, MIEstimator, register
+
+__all__ = ["Critic", "bound_values", "MINE", "NWJ", "InfoNCE", "SMILE"]
+
+CRITICS = ("separable", "joint")
+
+
+def _mlp(sizes, generator: torch.Generator, device, dtype) -> nn.Sequential:
+    # ReLU MLP; weights and biases uniform on +-1/sqrt(fan_in) (PyTorch's default) from a local generator.
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = nn.Linear(a, b, device="meta", dtype=dtype).to_empty(device=device)
+        bound = 1.0 / math.sqrt(a)
+        with torch.no_grad():
+            for p in (lin.weight, lin.bias):
+                p.copy_(torch.empty(p.shape, dtype=dtype).uniform_(-bound, bound, generator=generator))
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Critic(nn.Module):
+    """T(x, y) for every pair of a minibatch: ``forward(x, y)`` returns scores ``(B, B)``, ``[i, j] = T(x_i, y_j)``.
+
+    ``"separable"``: T = g(x) . h(y) with two MLPs to an ``embed``-dimensional space (cheap: B x B by one matrix
+    product). ``"joint"``: T = f([x, y]) with one MLP on every concatenated pair (B^2 rows; more expressive).
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, *, kind: str = "separable", hidden=(256, 256), embed: int = 32,
+                 seed: int = 0, device=None, dtype=torch.float32):  # fmt: skip
+        super().__init__()
+        check_choice(kind, "critic", CRITICS)
+        device = torch.get_default_device() if device is None else torch.device(device)
+        g = torch.Generator().manual_seed(int(seed))
+        self.kind = kind
+        hidden = tuple(int(h) for h in hidden)
+        if kind == "separable":
+            self.g = _mlp((dim_x, *hidden, embed), g, device, dtype)
+            self.h = _mlp((dim_y, *hidden, embed), g, device, dtype)
+        else:
+            self.f = _mlp((dim_x + dim_y, *hidden, 1), g, device, dtype)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.kind == "separable":
+            return self.g(x) @ self.h(y).T
+        b = x.shape[0]
+        pairs = torch.cat([x.unsqueeze(1).expand(b, b, -1), y.unsqueeze(0).expand(b, b, -1)], dim=-1)
+        return self.f(pairs).squeeze(-1)
+
+
+def _off_diagonal(scores: torch.Tensor) -> torch.Tensor:
+    b = scores.shape[0]
+    return scores.masked_select(~torch.eye(b, dtype=torch.bool, device=scores.device))
+
+
+def _log_mean_exp(v: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(v, dim=0) - math.log(v.numel())
+
+
+def bound_values(scores: torch.Tensor, bound: str, tau: float = 5.0) -> torch.Tensor:
+    """The lower bound ``bound`` (``"dv"``, ``"nwj"``, ``"infonce"``, ``"smile"``) from a ``(B, B)`` score matrix.
+
+    Example:
+        >>> s = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+        >>> round(float(bound_values(s, "dv")), 4), round(float(bound_values(s, "infonce")), 4)
+        (2.0, 0.5662)
+    """
+    joint = scores.diagonal().mean()
+    if bound == "infonce":
+        return (scores.diagonal() - torch.logsumexp(scores, dim=1)).mean() + math.log(scores.shape[0])
+    off = _off_diagonal(scores)
+    if bound == "dv":
+        return joint - _log_mean_exp(off)
+    if bound == "nwj":
+        return joint - torch.exp(off - 1.0).mean()
+    if bound == "smile":
+        return joint - _log_mean_exp(off.clamp(-tau, tau))
+    raise ValueError(f"bound must be one of ['dv', 'infonce', 'nwj', 'smile'], got {bound!r}")
+
+
+class _HeldOut(Callback):
+    # After every epoch: the bound on the held-out pairs, in minibatches of the training batch size; early stop.
+    def __init__(self, est, x, y, patience):
+        self.est, self.x, self.y, self.patience = est, x, y, patience
+        self.values, self.stds, self.best, self.since_best = [], [], -math.inf, 0
+
+    def evaluate(self, model):
+        b = self.est.batch_size
+        n = (self.x.shape[0] // b) * b or self.x.shape[0]
+        vals = torch.stack([bound_values(model(self.x[lo : lo + b], self.y[lo : lo + b]), self.est.bound_name,
+                                         self.est.tau) for lo in range(0, n, b)])  # fmt: skip
+        return float(vals.mean()), float(vals.std() / math.sqrt(len(vals))) if len(vals) > 1 else math.nan
+
+    def on_epoch_end(self, state):
+        value, std = self.evaluate(state.model)
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{self.est.name}: the held-out bound is {value} at epoch {state.epoch} "
+                                     f"(the critic diverged); try a smaller lr")  # fmt: skip
+        self.values.append(value)
+        self.stds.append(std)
+        if value > self.best + 1e-3:
+            self.best, self.since_best = value, 0
+        else:
+            self.since_best += 1
+            if self.patience and self.since_best >= self.patience:
+                state.stop = True
+
+
+class _CriticEstimator(MIEstimator):
+    bound_name = ""
+
+    def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, seed: int = 0,
+                 device=None):  # fmt: skip
+        self.critic, self.hidden, self.embed, self.epochs = critic, hidden, embed, epochs
+        self.batch_size, self.lr, self.held_out, self.patience = batch_size, lr, held_out, patience
+        self.seed, self.device = seed, device
+
+    tau = 5.0
+
+    def _objective(self):
+        def objective(model, x, y):
+            return -bound_values(model(x, y), self.bound_name, self.tau)
+
+        return objective
+
+    def estimate(self, x, y) -> MIEstimate:
+        check_choice(self.critic, "critic", CRITICS)
+        epochs = check_positive_int(self.epochs, "epochs")
+        batch = check_positive_int(self.batch_size, "batch_size", 2)
+        check_positive_int(self.embed, "embed")
+        if not (isinstance(self.held_out, float) and 0 < self.held_out < 1):
+            raise ValueError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
+        dev = resolve_device(self.device)
+        tx = as_samples(x, "x", min_samples=10, device=dev, float_dtype=torch.float32)
+        ty = as_samples(y, "y", min_samples=10, device=tx.device, float_dtype=torch.float32)
+        check_same_length(tx, ty)
+        n = tx.shape[0]
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.seed))).to(tx.device)
+        n_test = max(2, int(round(self.held_out * n)))
+        test, train = order[:n_test], order[n_test:]
+        # standardise with the training part's statistics (a constant column stays 0)
+        mx, sx = tx[train].mean(0), tx[train].std(0).clamp_min(1e-12)
+        my, sy = ty[train].mean(0), ty[train].std(0).clamp_min(1e-12)
+        tx, ty = (tx - mx) / sx, (ty - my) / sy
+        model = Critic(tx.shape[1], ty.shape[1], kind=self.critic, hidden=self.hidden, embed=self.embed,
+                       seed=self.seed, device=tx.device)  # fmt: skip
+        held = _HeldOut(self, tx[test], ty[test], self.patience)
+        state = fit(model, (tx[train], ty[train]), epochs=epochs, batch_size=min(batch, len(train)), lr=self.lr,
+                    objective=self._objective(), seed=self.seed, callbacks=[held])  # fmt: skip
+        curve = held.values[1:]  # the first value is the untrained critic (epoch 0)
+        value, std = held.values[-1], held.stds[-1]
+        tail = curve[-max(3, len(curve) // 10):]
+        before = curve[-2 * len(tail) : -len(tail)] or curve[:1]
+        rising = sum(tail) / len(tail) - sum(before) / len(before)
+        noise = max(held.stds[-1] if math.isfinite(held.stds[-1]) else 0.0, 1e-3)
+        return MIEstimate(
+            value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
+            diagnostics={
+                "curve": curve, "train_loss": list(state.losses), "epochs_run": state.epoch,
+                "n_train": len(train), "n_held_out": n_test, "best": max(curve, default=value),
+                "stopped_early": state.epoch < epochs,
+                "not_converged": state.epoch >= epochs and held.since_best == 0,
+                "still_increasing": rising > 2 * noise,
+                "ceiling": math.log(min(batch, n_test)) if self.bound_name == "infonce" else None,
+            },
+        )  # fmt: skip
+
+
+@register("mine")
+class MINE(_CriticEstimator):
+    """MINE (Belghazi et al. 2018): the Donsker-Varadhan bound, trained with the moving-average gradient correction.
+
+    Arguments:
+        critic: ``"separable"`` or ``"joint"`` (:class:`Critic`).
+        hidden, embed: Hidden widths of the critic's MLPs and the separable critic's embedding dimension.
+        epochs, batch_size, lr: Training (Adam); ``patience`` epochs without held-out improvement stop it early.
+        held_out: Fraction of the rows kept out of training for the reported estimate.
+        ema: Rate of the moving average of E_q[exp T] (MINE's bias correction).
+        seed: Seed of the split, the critic's initialisation and the minibatch order.
+        device: Where to train (``None``: where the data are).
+
+    ``diagnostics``: the held-out ``curve`` per epoch, ``train_loss``, ``epochs_run``, ``best`` (reported for
+    information only), and the flags ``not_converged`` (ran out of epochs while still improving),
+    ``still_increasing`` (the last tenth of the curve is above the tenth before by more than two standard errors)
+    and ``stopped_early``.
+    """
+
+    bound_name = "dv"
+
+    def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, ema: float = 0.01,
+                 seed: int = 0, device=None):  # fmt: skip
+        super().__init__(critic, hidden, embed, epochs, batch_size, lr, held_out, patience, seed, device)
+        self.ema = ema
+
+    def _objective(self):
+        if not (isinstance(self.ema, float) and 0 < self.ema <= 1):
+            raise ValueError(f"ema must be a rate in (0, 1], got {self.ema!r}")
+        average = {}
+
+        def objective(model, x, y):
+            scores = model(x, y)
+            e = torch.exp(_off_diagonal(scores)).mean()
+            m = average.get("m")
+            m = e.detach() if m is None else (1 - self.ema) * m + self.ema * e.detach()
+            average["m"] = m
+            # gradient of E_p[T] - E_q[exp T] / m: the DV gradient with the biased log replaced by the average
+            return -(scores.diagonal().mean() - e / m)
+
+        return objective
+
+
+@register("nwj")
+class NWJ(_CriticEstimator):
+    """The NWJ (f-divergence) bound E_p[T] - E_q[exp(T - 1)] (Nguyen et al. 2010). Arguments as :class:`MINE`."""
+
+    bound_name = "nwj"
+
+
+@register("infonce")
+class InfoNCE(_CriticEstimator):
+    """The InfoNCE bound (van den Oord et al. 2018): never above ln(batch size). Arguments as :class:`MINE`."""
+
+    bound_name = "infonce"
+
+
+@register("smile")
+class SMILE(_CriticEstimator):
+    """SMILE (Song & Ermon 2020): the DV value with the critic clipped to [-tau, tau] in the partition term, trained
+    through the Jensen-Shannon bound. Arguments as :class:`MINE`, plus ``tau``."""
+
+    bound_name = "smile"
+
+    def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, tau: float = 5.0,
+                 seed: int = 0, device=None):  # fmt: skip
+        super().__init__(critic, hidden, embed, epochs, batch_size, lr, held_out, patience, seed, device)
+        self.tau = tau
+
+    def _objective(self):
+        if not (isinstance(self.tau, (int, float)) and self.tau > 0):
+            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+
+        def objective(model, x, y):
+            scores = model(x, y)
+            off = _off_diagonal(scores)
+            # Jensen-Shannon bound for the gradient, the clipped DV value in the forward pass
+            js = -nn.functional.softplus(-scores.diagonal()).mean() - nn.functional.softplus(off).mean()
+            value = bound_values(scores, "smile", self.tau)
+            return -(js + (value - js).detach())
+
+        return objective
