@@ -27,6 +27,7 @@ from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
+from .flows import MIENF, TridiagMIENF
 
 __all__ = [
     "Estimate",
@@ -53,4 +54,6 @@ __all__ = [
     "NWJ",
     "InfoNCE",
     "SMILE",
+    "MIENF",
+    "TridiagMIENF",
 ]

@@ -35,7 +35,7 @@ from ..training import Callback, fit
 from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
 from .interface import MIEstimate, MIEstimator, register
 
-__all__ = ["Critic", "bound_values", "MINE", "NWJ", "InfoNCE", "SMILE"]
+__all__ = ["Critic", "bound_values", "convergence_flags", "MINE", "NWJ", "InfoNCE", "SMILE"]
 
 CRITICS = ("separable", "joint")
 
@@ -114,6 +114,19 @@ def bound_values(scores: torch.Tensor, bound: str, tau: float = 5.0) -> torch.Te
     raise ValueError(f"bound must be one of ['dv', 'infonce', 'nwj', 'smile'], got {bound!r}")
 
 
+def convergence_flags(curve, std, epochs_run: int, epochs: int, since_best: int) -> dict[str, bool]:
+    """The flags every trained estimator reports: ``not_converged`` (ran out of epochs while the held-out criterion
+    was still improving) and ``still_increasing`` (the mean of the last tenth of the held-out ``curve`` is above
+    the tenth before by more than two standard errors ``std``)."""
+    if not curve:
+        return {"not_converged": False, "still_increasing": False}
+    tail = curve[-max(3, len(curve) // 10) :]
+    before = curve[-2 * len(tail) : -len(tail)] or curve[:1]
+    rising = sum(tail) / len(tail) - sum(before) / len(before)
+    noise = max(std if std is not None and math.isfinite(std) else 0.0, 1e-3)
+    return {"not_converged": epochs_run >= epochs and since_best == 0, "still_increasing": rising > 2 * noise}
+
+
 class _HeldOut(Callback):
     # After every epoch: the bound on the held-out pairs, in minibatches of the training batch size; early stop.
     def __init__(self, est, x, y, patience):
@@ -190,18 +203,13 @@ class _CriticEstimator(MIEstimator):
                     objective=self._objective(), seed=self.seed, callbacks=[held])  # fmt: skip
         curve = held.values[1:]  # the first value is the untrained critic (epoch 0)
         value, std = held.values[-1], held.stds[-1]
-        tail = curve[-max(3, len(curve) // 10):]
-        before = curve[-2 * len(tail) : -len(tail)] or curve[:1]
-        rising = sum(tail) / len(tail) - sum(before) / len(before)
-        noise = max(held.stds[-1] if math.isfinite(held.stds[-1]) else 0.0, 1e-3)
         return MIEstimate(
             value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
             diagnostics={
                 "curve": curve, "train_loss": list(state.losses), "epochs_run": state.epoch,
                 "n_train": len(train), "n_held_out": n_test, "best": max(curve, default=value),
                 "stopped_early": state.epoch < epochs,
-                "not_converged": state.epoch >= epochs and held.since_best == 0,
-                "still_increasing": rising > 2 * noise,
+                **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
                 "ceiling": math.log(min(batch, n_test)) if self.bound_name == "infonce" else None,
             },
         )  # fmt: skip
