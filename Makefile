@@ -36,6 +36,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_stacked_training.py
 	$(BIN)/python benchmarks/bench_quantized.py
 	$(BIN)/python benchmarks/bench_sp.py
+	$(BIN)/python benchmarks/bench_estimators.py
 
 clean:
 	rm -rf _build .pytest_cache

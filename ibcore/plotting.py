@@ -11,7 +11,10 @@ from matplotlib import colors
 
 from .infoplane import aggregate, select
 
-__all__ = ["information_plane", "layer_curves", "training_curves", "mixture_density", "representations"]
+__all__ = [
+    "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
+    "estimated_vs_true",
+]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
 
@@ -169,6 +172,40 @@ def representations(t, labels, *, ax=None, title: str | None = None, dims: tuple
     ax.set_ylabel(f"unit {dims[1] + 1}")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def estimated_vs_true(records, *, task: str, ax=None, title: str | None = None, ceiling: float | None = None):
+    """Estimated against true MI on one task (records of :func:`ibcore.comparison.compare`), one line per
+    estimator, with the identity line. The band is mean +- std over seeds where there are several, else +- 2
+    standard errors of the single estimate (where the estimator reports one). ``ceiling`` draws InfoNCE's ln B.
+    """
+    rs = [r for r in records if r["task"] == task]
+    if not rs:
+        raise ValueError(f"no records for task={task!r}; tasks present: {sorted({r['task'] for r in records})}")
+    fig, ax = _figure(ax)
+    top = max(r["true_mi"] for r in rs)
+    ax.plot([0, top], [0, top], color="k", lw=1, ls="--", label="true MI")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="0.5", lw=1, ls=":", label=f"ln B = {ceiling:.2f}")
+    for label in dict.fromkeys(r["estimator"] for r in rs):
+        by_level: dict[float, list[dict]] = {}
+        for r in rs:
+            if r["estimator"] == label:
+                by_level.setdefault(r["true_mi"], []).append(r)
+        t = np.array(sorted(by_level))
+        vals = [np.array([r["value"] for r in by_level[v]]) for v in t]
+        m = np.array([v.mean() for v in vals])
+        if all(len(v) > 1 for v in vals):
+            half = np.array([v.std(ddof=1) for v in vals])
+        else:
+            half = np.array([2 * (by_level[v][0]["std"] or 0.0) for v in t])
+        (line,) = ax.plot(t, m, marker="o", ms=3, label=label)
+        ax.fill_between(t, m - half, m + half, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("true MI (nats)")
+    ax.set_ylabel("estimated MI (nats)")
+    ax.set_title(title or task)
+    ax.legend(fontsize=7)
     return fig
 
 

@@ -31,6 +31,8 @@ __all__ = [
     "render_bumps",
     "render_rectangles",
     "image_pair",
+    "TASKS",
+    "sample_task",
 ]
 
 
@@ -234,6 +236,35 @@ def image_pair(n: int, mi: float, kind: str = "bumps", size: int = 16, *, seed: 
     dim, render = renderers[kind]
     zx, zy = transformed_gaussian(n, mi, dim, seed=seed)
     return render(zx, size), render(zy, size)
+
+
+# The known-MI tasks by name: vectors of ``dim`` components per side, or ``size`` x ``size`` images.
+TASKS = ("gaussian", "uniform", "student", "bumps", "rectangles")
+
+
+def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, seed: int):
+    """``(x, y, true_mi)`` for a named task at MI level ``mi`` (nats).
+
+    ``"gaussian"``: :func:`correlated_gaussian`; ``"uniform"``: its marginals through the normal CDF
+    (:func:`transformed_gaussian`); ``"student"``: :func:`student_t` with 3 degrees of freedom, whose true MI is
+    ``mi`` plus the shared-scale term of :func:`student_t_mi`; ``"bumps"`` and ``"rectangles"``: :func:`image_pair`.
+
+    Example:
+        >>> x, y, truth = sample_task("student", 10, 1.0, dim=2, seed=0)
+        >>> x.shape, round(truth, 3)
+        ((10, 2), 1.111)
+    """
+    if task in ("gaussian", "uniform"):
+        x, y = transformed_gaussian(n, mi, dim, seed=seed, transform_x=task if task == "uniform" else "identity",
+                                    transform_y=task if task == "uniform" else "identity")  # fmt: skip
+        return x, y, float(mi)
+    if task == "student":
+        x, y = student_t(n, mi, dim, 3, seed=seed)
+        return x, y, student_t_mi(mi, 3, dim, dim)
+    if task in ("bumps", "rectangles"):
+        x, y = image_pair(n, mi, task, size, seed=seed)
+        return x, y, float(mi)
+    raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
 
 
 def _check_n_dim(n, dim) -> tuple[int, int]:

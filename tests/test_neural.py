@@ -50,6 +50,15 @@ def test_infonce_never_exceeds_ln_batch():
     assert r.diagnostics["ceiling"] == pytest.approx(math.log(16))
 
 
+def test_a_batch_larger_than_the_held_out_part_still_gives_a_standard_error():
+    # 400 held-out rows, batch 256: evaluated in two minibatches of 200, and InfoNCE's ceiling is ln 200
+    x, y = correlated_gaussian(2000, mi=1.0, dim=2, seed=5)
+    for name in ("mine", "infonce"):
+        r = est.make(name, **(FAST | {"batch_size": 256, "epochs": 3})).estimate(x, y)
+        assert r.std is not None and r.std > 0, r
+    assert r.diagnostics["ceiling"] == pytest.approx(math.log(200))
+
+
 def test_diagnostics_report_the_curve_and_the_last_value_not_the_best():
     x, y = correlated_gaussian(1000, mi=1.0, dim=2, seed=4)
     r = est.make("mine", **(FAST | {"epochs": 12, "patience": 0})).estimate(x, y)

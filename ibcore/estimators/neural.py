@@ -14,7 +14,8 @@ removes the bias of the minibatch log. All estimators share one training loop, :
 are split into a training and a held-out part (``held_out`` of the rows, chosen by ``seed``), the critic is trained
 on the first, and after every epoch the bound is evaluated on the second; training stops after ``epochs`` or when
 the held-out bound has not improved for ``patience`` epochs. The reported value is the held-out bound at the end of
-training (not the best value seen, which is biased upwards), with its standard error over held-out batches.
+training (not the best value seen, which is biased upwards), with its standard error over held-out minibatches
+(of the training batch size, or half the held-out rows if that is smaller, so that there are at least two).
 
 References:
     Belghazi et al. (2018). Mutual information neural estimation. ICML.
@@ -127,15 +128,21 @@ def convergence_flags(curve, std, epochs_run: int, epochs: int, since_best: int)
     return {"not_converged": epochs_run >= epochs and since_best == 0, "still_increasing": rising > 2 * noise}
 
 
+def _eval_batch(batch: int, n_held_out: int) -> int:
+    # Held-out minibatches: the training batch size, but at least two of them (for a standard error) where the
+    # held-out part has 4 rows or more.
+    return min(batch, max(2, n_held_out // 2))
+
+
 class _HeldOut(Callback):
-    # After every epoch: the bound on the held-out pairs, in minibatches of the training batch size; early stop.
+    # After every epoch: the bound on the held-out pairs, in minibatches (_eval_batch); early stopping.
     def __init__(self, est, x, y, patience):
         self.est, self.x, self.y, self.patience = est, x, y, patience
         self.values, self.stds, self.best, self.since_best = [], [], -math.inf, 0
 
     def evaluate(self, model):
-        b = self.est.batch_size
-        n = (self.x.shape[0] // b) * b or self.x.shape[0]
+        b = _eval_batch(self.est.batch_size, self.x.shape[0])
+        n = (self.x.shape[0] // b) * b
         vals = torch.stack([bound_values(model(self.x[lo : lo + b], self.y[lo : lo + b]), self.est.bound_name,
                                          self.est.tau) for lo in range(0, n, b)])  # fmt: skip
         return float(vals.mean()), float(vals.std() / math.sqrt(len(vals))) if len(vals) > 1 else math.nan
@@ -210,7 +217,7 @@ class _CriticEstimator(MIEstimator):
                 "n_train": len(train), "n_held_out": n_test, "best": max(curve, default=value),
                 "stopped_early": state.epoch < epochs,
                 **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
-                "ceiling": math.log(min(batch, n_test)) if self.bound_name == "infonce" else None,
+                "ceiling": math.log(_eval_batch(batch, n_test)) if self.bound_name == "infonce" else None,
             },
         )  # fmt: skip
 

@@ -1,0 +1,117 @@
+"""Estimated against true MI: registered estimators run over known-MI tasks and levels, as tidy records.
+
+Used by the MIENF notebook and by ``benchmarks/bench_estimators.py``. Each record is a dict
+``{"task", "level", "true_mi", "estimator", "seed", "value", "std", "seconds", "epochs_run", "not_converged",
+"ceiling"}``; ``estimator`` is the label the caller chose (several labels may share one registered name).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import estimators as est
+from .tasks import TASKS, sample_task
+
+__all__ = ["compare", "summarise", "IMAGE_ESTIMATORS"]
+
+# Estimators that take images (n, H, W) as they are; every other estimator gets them flattened to rows.
+IMAGE_ESTIMATORS = ("mienf", "tridiag-mienf")
+
+
+def _flat(a):
+    return a.reshape(a.shape[0], -1)
+
+
+def compare(
+    estimators: Mapping[str, tuple[str, Mapping[str, Any]]],
+    tasks: Sequence[str],
+    levels: Sequence[float],
+    *,
+    n: int,
+    seeds: Sequence[int] = (0,),
+    dim: int = 2,
+    size: int = 16,
+    records: list[dict] | None = None,
+    device=None,
+) -> list[dict]:
+    """Run every estimator on every task, MI level and seed.
+
+    Arguments:
+        estimators: ``{label: (registered name, parameters)}``; a ``seed`` parameter is set to the run's seed.
+        tasks: Names from :data:`ibcore.tasks.TASKS`.
+        levels: MI levels in nats (the Student task's truth is higher: see :func:`ibcore.tasks.sample_task`).
+        n: Samples per data set; ``dim``: components per side of vector tasks; ``size``: image side.
+        seeds: Each seed draws its own data set and initialises the trained estimators.
+        records: A list to append to. Runs already in it (same task, level, estimator and seed) are skipped, so
+            passing the list of an interrupted call resumes it; finished runs are appended as they finish.
+        device: Moves the data there (``None``: NumPy on the CPU).
+
+    Example:
+        >>> r = compare({"gauss": ("gaussian", {})}, ["gaussian"], [1.0], n=2000)
+        >>> r[0]["estimator"], r[0]["true_mi"], round(r[0]["value"], 1)
+        ('gauss', 1.0, 1.0)
+    """
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"tasks must be names from {list(TASKS)}, got {t!r}")
+    for label, spec in estimators.items():
+        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in est.available("mi")):
+            raise ValueError(f"estimators[{label!r}] must be (registered MI estimator name, params), got {spec!r}; "
+                             f"names: {est.available('mi')}")  # fmt: skip
+    for v in levels:
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"levels must be finite MI values >= 0, got {list(levels)}")
+    records = [] if records is None else records
+    done = {(r["task"], r["level"], r["estimator"], r["seed"]) for r in records}
+    for task in tasks:
+        for level in levels:
+            for seed in seeds:
+                todo = [label for label in estimators if (task, float(level), label, seed) not in done]
+                if not todo:
+                    continue
+                x, y, truth = sample_task(task, n, float(level), dim=dim, size=size, seed=seed)
+                if device is not None:
+                    import torch
+
+                    x, y = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, y))
+                for label in todo:
+                    name, params = estimators[label]
+                    a, b = (x, y) if name in IMAGE_ESTIMATORS or x.ndim == 2 else (_flat(x), _flat(y))
+                    e = est.make(name, **params)
+                    if "seed" in e.get_params():
+                        e.seed = seed
+                    start = time.perf_counter()
+                    r = e.estimate(a, b)
+                    d = r.diagnostics
+                    records.append({
+                        "task": task, "level": float(level), "true_mi": truth, "estimator": label, "seed": seed,
+                        "value": r.value, "std": r.std, "seconds": time.perf_counter() - start,
+                        "epochs_run": d.get("epochs_run"), "not_converged": d.get("not_converged"),
+                        "ceiling": d.get("ceiling"),
+                    })  # fmt: skip
+    return records
+
+
+def summarise(records: Sequence[dict]) -> list[dict]:
+    """Per (task, estimator, level): mean estimate, bias, mean absolute error and variance over seeds, and the
+    mean wall time, as records ``{"task", "estimator", "level", "true_mi", "mean", "bias", "mae", "var",
+    "seconds", "runs"}``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["task"], r["estimator"], r["level"]), []).append(r)
+    out = []
+    for (task, label, level), rs in groups.items():
+        v = np.array([r["value"] for r in rs])
+        truth = rs[0]["true_mi"]
+        out.append({
+            "task": task, "estimator": label, "level": level, "true_mi": truth, "mean": float(v.mean()),
+            "bias": float(v.mean() - truth), "mae": float(np.abs(v - truth).mean()),
+            "var": float(v.var(ddof=1)) if len(v) > 1 else math.nan,
+            "seconds": float(np.mean([r["seconds"] for r in rs])), "runs": len(rs),
+        })  # fmt: skip
+    return out
