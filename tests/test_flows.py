@@ -12,7 +12,7 @@ import torch
 
 import ibcore.estimators as est
 from ibcore import tasks
-from ibcore.estimators.flows import PairFlow, PrincipalAxes, _initialise, image_flow, side_flow
+from ibcore.estimators.flows import PairFlow, PrincipalAxes, image_flow, side_flow
 
 FAST = {"epochs": 60, "batch_size": 256, "couplings": 4, "hidden": (32, 32)}
 

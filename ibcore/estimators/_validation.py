@@ -7,10 +7,14 @@ Inputs may be NumPy arrays, torch tensors or nested sequences; the result is a 2
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-__all__ = ["as_samples", "check_same_length", "check_positive_int", "check_choice", "resolve_device"]
+__all__ = [
+    "as_samples", "check_same_length", "check_positive_int", "check_choice", "check_training", "resolve_device",
+]  # fmt: skip
 
 
 def resolve_device(device) -> torch.device | None:
@@ -114,3 +118,14 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_training(held_out, lr, patience) -> None:
+    """The hyperparameters every trained estimator shares: a held-out fraction in (0, 1), a positive finite learning
+    rate and an early-stopping patience >= 0."""
+    if not (isinstance(held_out, float) and 0 < held_out < 1):
+        raise ValueError(f"held_out must be a fraction in (0, 1), got {held_out!r}")
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {patience!r}")

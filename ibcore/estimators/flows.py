@@ -44,16 +44,15 @@ from functools import partial
 
 import torch
 from torch import nn
-from zuko.nn import Linear as ZukoLinear
+from torch.distributions import Transform, constraints
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.flows.gaussianization import ElementWiseTransform
-from zuko.lazy import LazyComposedTransform, UnconditionalTransform
-from torch.distributions import Transform, constraints
-from zuko.lazy import LazyTransform
+from zuko.lazy import LazyComposedTransform, LazyTransform, UnconditionalTransform
+from zuko.nn import Linear as ZukoLinear
 from zuko.transforms import MonotonicRQSTransform, RotationTransform
 
 from ..training import Callback, fit
-from ._validation import as_samples, check_positive_int, check_same_length, resolve_device
+from ._validation import as_samples, check_positive_int, check_same_length, check_training, resolve_device
 from .gaussian import GaussianMI
 from .interface import MIEstimate, MIEstimator, register
 from .neural import convergence_flags
@@ -396,12 +395,7 @@ class _FlowEstimator(MIEstimator):
         check_positive_int(self.batch_size, "batch_size", 2)
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins == 1 or self.bins < 0:
             raise ValueError(f"bins must be 0 (no spline) or an integer >= 2, got {self.bins!r}")
-        if not (isinstance(self.held_out, float) and 0 < self.held_out < 1):
-            raise ValueError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
+        check_training(self.held_out, self.lr, self.patience)
         if self.latent is not None:
             check_positive_int(self.latent, "latent")
 
@@ -422,9 +416,9 @@ class _FlowEstimator(MIEstimator):
         n_test = max(2, int(round(self.held_out * n)))
         test, train = order[:n_test], order[n_test:]
         if self.base == "ml" and min(n_test, self.batch_size, len(train)) <= 2 * latent:
-            raise ValueError(f"{self.name} fits a {2 * latent}-dimensional Gaussian per minibatch and on the held-out "
-                             f"rows: batch_size={self.batch_size}, held-out rows {n_test} and training rows "
-                             f"{len(train)} must all exceed {2 * latent} (more samples, or a smaller latent)")  # fmt: skip
+            raise ValueError(f"{self.name} fits a {2 * latent}-dimensional Gaussian per minibatch and on the "
+                             f"held-out rows: batch_size={self.batch_size}, held-out rows {n_test} and training rows "
+                             f"{len(train)} must all exceed {2 * latent} (more samples, or a smaller latent)")
         tx, ty = _standardise(tx, train, shape_x is not None), _standardise(ty, train, shape_y is not None)
 
         def build(dim, shape):

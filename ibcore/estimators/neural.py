@@ -33,7 +33,14 @@ import torch
 from torch import nn
 
 from ..training import Callback, fit
-from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
+from ._validation import (
+    as_samples,
+    check_choice,
+    check_positive_int,
+    check_same_length,
+    check_training,
+    resolve_device,
+)
 from .interface import MIEstimate, MIEstimator, register
 
 __all__ = ["Critic", "bound_values", "convergence_flags", "MINE", "NWJ", "InfoNCE", "SMILE"]
@@ -185,12 +192,7 @@ class _CriticEstimator(MIEstimator):
         epochs = check_positive_int(self.epochs, "epochs")
         batch = check_positive_int(self.batch_size, "batch_size", 2)
         check_positive_int(self.embed, "embed")
-        if not (isinstance(self.held_out, float) and 0 < self.held_out < 1):
-            raise ValueError(f"held_out must be a fraction in (0, 1), got {self.held_out!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
+        check_training(self.held_out, self.lr, self.patience)
         dev = resolve_device(self.device)
         tx = as_samples(x, "x", min_samples=10, device=dev, float_dtype=torch.float32)
         ty = as_samples(y, "y", min_samples=10, device=tx.device, float_dtype=torch.float32)
