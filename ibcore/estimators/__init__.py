@@ -22,12 +22,13 @@ from .interface import (
 )
 from .discrete import DiscreteEntropy, DiscreteMI
 from .binning import Binning, BinnedEntropy, bin_codes
-from .knn import KSG, KozachenkoLeonenko
+from .knn import KSG, KozachenkoLeonenko, WeightedKozachenkoLeonenko
 from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
+from .lossy import PCA, ClassMI, EntropyMI, LossyMI
 
 __all__ = [
     "Estimate",
@@ -45,6 +46,7 @@ __all__ = [
     "bin_codes",
     "KSG",
     "KozachenkoLeonenko",
+    "WeightedKozachenkoLeonenko",
     "GaussianMI",
     "ExactMI",
     "ExactEntropy",
@@ -56,4 +58,8 @@ __all__ = [
     "SMILE",
     "MIENF",
     "TridiagMIENF",
+    "PCA",
+    "EntropyMI",
+    "ClassMI",
+    "LossyMI",
 ]

@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "as_samples", "check_same_length", "check_positive_int", "check_choice", "check_training", "resolve_device",
+    "image_rows",
 ]  # fmt: skip
 
 
@@ -129,3 +130,12 @@ def check_training(held_out, lr, patience) -> None:
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {patience!r}")
+
+
+def image_rows(x):
+    """Images ``(n, H, W)`` or ``(n, C, H, W)`` with H, W >= 4 flattened to rows ``(n, C*H*W)``, with their shape
+    ``(C, H, W)``; anything else is returned as it is, with ``None`` (and validated later as samples)."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) in (3, 4) and min(shape[-2:]) >= 4:
+        return x.reshape(shape[0], -1), ((1, *shape[1:]) if len(shape) == 3 else shape[1:])
+    return x, None

@@ -52,7 +52,14 @@ from zuko.nn import Linear as ZukoLinear
 from zuko.transforms import MonotonicRQSTransform, RotationTransform
 
 from ..training import Callback, fit
-from ._validation import as_samples, check_positive_int, check_same_length, check_training, resolve_device
+from ._validation import (
+    as_samples,
+    check_positive_int,
+    check_same_length,
+    check_training,
+    image_rows,
+    resolve_device,
+)
 from .gaussian import GaussianMI
 from .interface import MIEstimate, MIEstimator, register
 from .neural import convergence_flags
@@ -373,10 +380,8 @@ class _FlowEstimator(MIEstimator):
 
     def _prepare(self, x, name, dev):
         # vectors (n, d) or (n,); images (n, H, W) or (n, C, H, W) with H, W >= 4 are flattened, their shape kept
-        shape = tuple(getattr(x, "shape", ()))
-        image = len(shape) in (3, 4) and min(shape[-2:]) >= 4
-        if image:
-            x = x.reshape(shape[0], -1)
+        x, shape = image_rows(x)
+        image = shape is not None
         t = as_samples(x, name, min_samples=10, device=dev, float_dtype=torch.float32)
         if not image:
             const = (t.std(0) == 0).nonzero().flatten().tolist()
@@ -384,7 +389,7 @@ class _FlowEstimator(MIEstimator):
                 raise ValueError(f"{name} has constant columns {const}: a flow needs a density in every coordinate "
                                  "(drop them; they carry no information)")  # fmt: skip
             return t, None
-        return t, ((1, *shape[1:]) if len(shape) == 3 else shape[1:])
+        return t, shape
 
     def _check(self):
         for name in ("couplings", "channels", "epochs"):

@@ -1,0 +1,100 @@
+"""Weighted Kozachenko-Leonenko, MI through entropies, the continuous-discrete estimator and lossy compression
+(Butakov et al., ICLR 2024), against closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ibcore.estimators as est
+from ibcore.estimators import PCA
+from ibcore.estimators.knn import wkl_weights
+from ibcore.tasks import correlated_gaussian, uniform_quantization
+
+
+def _gaussian_entropy(d):
+    return 0.5 * d * math.log(2 * math.pi * math.e)
+
+
+@pytest.mark.parametrize("d", [1, 4, 8])
+def test_wkl_matches_the_gaussian_entropy(d):
+    # closed form d/2 ln(2 pi e); tolerance 0.1 + 0.02 d at N = 5000 (mutinfo's WKL tests: atol 0.1, rtol 0.05)
+    x = np.random.default_rng(d).standard_normal((5000, d))
+    h = est.make("wkl").estimate(x).value
+    assert abs(h - _gaussian_entropy(d)) < 0.1 + 0.02 * d, h
+
+
+def test_wkl_weights_satisfy_their_constraints_and_refuse_too_small_k():
+    for k, d in [(5, 4), (5, 8), (8, 12)]:
+        w = wkl_weights(k, d)
+        j = np.arange(1, k + 1)
+        assert w.sum() == pytest.approx(1.0)
+        for ell in range(1, d // 4 + 1):
+            g = np.exp([math.lgamma(v + 2 * ell / d) - math.lgamma(v) for v in j])
+            assert abs(np.dot(w, g)) < 1e-8
+    with pytest.raises(ValueError, match=r"needs k > floor\(d/4\) = 3, got k=3"):
+        wkl_weights(3, 12)
+
+
+def test_wkl_backends_agree():
+    x = np.random.default_rng(0).standard_normal((500, 3))
+    a = est.make("wkl", backend="kdtree").estimate(x).value
+    b = est.make("wkl", backend="torch").estimate(torch.from_numpy(x)).value
+    assert a == pytest.approx(b, abs=1e-9)
+
+
+@pytest.mark.parametrize("entropy", ["wkl", "kl"])
+def test_entropy_mi_on_a_correlated_gaussian(entropy):
+    x, y = correlated_gaussian(5000, mi=1.0, dim=2, seed=0)
+    r = est.make("entropy-mi", entropy=entropy).estimate(x, y)
+    assert abs(r.value - 1.0) < 0.1, r
+    assert r.value == pytest.approx(r.diagnostics["h_x"] + r.diagnostics["h_y"] - r.diagnostics["h_xy"])
+
+
+@pytest.mark.parametrize("levels", [2, 8, 32])
+def test_class_mi_gives_ln_n_for_uniform_quantization(levels):
+    # X ~ U[0,1]^2, Y = floor(N X_0): I = ln N exactly (Butakov et al. 2024, "no compression" test). Tolerance:
+    # mutinfo's WKL tests, atol 0.1 + rtol 0.05 (papers.md section 4); the k-NN entropies of the thin strips X | y
+    # are biased by the strips' edges, which grows with N.
+    x, y = uniform_quantization(8000, levels, dim=2, seed=levels)
+    r = est.make("class-mi").estimate(x, y)
+    assert abs(r.value - math.log(levels)) < 0.1 + 0.05 * math.log(levels), r
+    assert r.diagnostics["classes"] == levels
+
+
+def test_class_mi_is_about_zero_for_independent_labels_and_refuses_continuous_ones():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((3000, 3)), rng.integers(0, 4, 3000)
+    assert abs(est.make("class-mi").estimate(x, y).value) < 0.05
+    with pytest.raises(ValueError, match=r"classes with at most k=5 samples .* are the labels continuous"):
+        est.make("class-mi").estimate(x, rng.standard_normal(3000))
+
+
+def test_lossy_pca_recovers_mi_hidden_in_high_dimensions():
+    # 2 informative dimensions embedded by a random rotation in 40: compression to 2 keeps the MI
+    x, y = correlated_gaussian(4000, mi=1.5, dim=2, seed=1)
+    rng = np.random.default_rng(2)
+    q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    pad = lambda a: np.hstack([3 * a, 0.01 * rng.standard_normal((4000, 38))]) @ q  # noqa: E731
+    r = est.make("lossy", estimator="ksg", x_compressor=PCA(2), y_compressor=PCA(2)).estimate(pad(x), pad(y))
+    assert abs(r.value - 1.5) < 0.15 and r.diagnostics["compressed_dims"] == [2, 2], r
+
+
+def test_lossy_flattens_images_and_rejects_bad_compressors():
+    x = np.random.default_rng(0).random((300, 8, 8))
+    r = est.make("lossy", estimator="ksg", x_compressor=PCA(3), y_compressor=PCA(3)).estimate(x, x + 0.1)
+    assert r.diagnostics["compressed_dims"] == [3, 3]
+    with pytest.raises(ValueError, match="x_compressor must have fit"):
+        est.make("lossy", x_compressor="pca").estimate(x, x)
+    with pytest.raises(ValueError, match="name the estimator"):
+        est.make("lossy", estimator="lossy").estimate(x, x)
+
+
+def test_pca_errors_name_their_argument():
+    with pytest.raises(ValueError, match="n_components must be at most the data's dimension 3, got 4"):
+        PCA(4).fit(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="before fit"):
+        PCA(2).transform(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="x has 2 columns; this PCA was fitted on 3"):
+        PCA(2).fit(np.random.default_rng(0).random((10, 3))).transform(np.zeros((10, 2)))
