@@ -98,3 +98,35 @@ def test_pca_errors_name_their_argument():
         PCA(2).transform(np.zeros((10, 3)))
     with pytest.raises(ValueError, match="x has 2 columns; this PCA was fitted on 3"):
         PCA(2).fit(np.random.default_rng(0).random((10, 3))).transform(np.zeros((10, 2)))
+
+
+def test_autoencoder_compresses_a_low_dimensional_manifold_and_keeps_the_mi():
+    # 2-D latent rendered into 16x16 images; a 2-unit bottleneck then WKL on the codes: within the paper's synthetic
+    # tolerance 0.3 + 0.1 I (papers.md section 1) at I = 2.
+    from ibcore.estimators.lossy import Autoencoder
+    from ibcore.tasks import image_pair
+
+    x, y = image_pair(2000, 2.0, "bumps", 16, seed=0)
+    r = est.make("lossy", x_compressor=Autoencoder(2, epochs=50), y_compressor=Autoencoder(2, epochs=50)).estimate(
+        x, y
+    )
+    assert abs(r.value - 2.0) <= 0.3 + 0.1 * 2.0, r
+
+
+def test_autoencoder_shapes_determinism_and_errors():
+    from ibcore.estimators.lossy import Autoencoder
+
+    rng = np.random.default_rng(0)
+    for shape in [(60, 28, 28), (60, 1, 9, 7), (60, 5)]:
+        x = rng.random(shape)
+        before = torch.get_rng_state()
+        a = Autoencoder(3, epochs=2, batch_size=16).fit(x)
+        assert torch.equal(before, torch.get_rng_state())  # nothing drawn from the global generator
+        codes = a.transform(x)
+        assert codes.shape == (60, 3) and bool((codes.abs() <= 1).all())  # tanh bottleneck
+        again = Autoencoder(3, epochs=2, batch_size=16).fit(x).transform(x)
+        assert torch.equal(codes, again)
+    with pytest.raises(ValueError, match="before fit"):
+        Autoencoder(2).transform(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="latent must be an integer >= 1, got 0"):
+        Autoencoder(0).fit(np.zeros((10, 3)))

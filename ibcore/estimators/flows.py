@@ -52,6 +52,7 @@ from zuko.nn import Linear as ZukoLinear
 from zuko.transforms import MonotonicRQSTransform, RotationTransform
 
 from ..training import Callback, fit
+from ._init import init_uniform
 from ._validation import (
     as_samples,
     check_positive_int,
@@ -235,14 +236,8 @@ def _initialise(flow: nn.Module, generator: torch.Generator) -> None:
     # Every parameter from a local generator: linear and conv layers uniform on +-1/sqrt(fan_in) (PyTorch's
     # default), the last layer of each hypernetwork zero and spline/rotation parameters zero, so that every flow
     # starts as (nearly) the identity. Nothing is drawn from the global generator.
+    init_uniform(flow, generator, _LAYERS)
     with torch.no_grad():
-        for p in flow.parameters():
-            p.zero_()
-        for m in flow.modules():
-            if isinstance(m, _LAYERS):
-                bound = 1.0 / math.sqrt(m.weight[0].numel())  # fan_in
-                for p in (m.weight, m.bias):
-                    p.copy_(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator))
         for m in flow.modules():
             if isinstance(m, GeneralCouplingTransform):
                 last = [x for x in m.hyper.modules() if isinstance(x, _LAYERS)][-1]
