@@ -28,7 +28,7 @@ from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
-from .lossy import PCA, ClassMI, EntropyMI, LossyMI
+from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, LossyMI
 
 __all__ = [
     "Estimate",
@@ -59,6 +59,7 @@ __all__ = [
     "MIENF",
     "TridiagMIENF",
     "PCA",
+    "Autoencoder",
     "EntropyMI",
     "ClassMI",
     "LossyMI",
