@@ -176,7 +176,7 @@ def wkl_weights(k: int, d: int) -> np.ndarray:
     if k <= m:
         raise ValueError(f"the weighted KL estimator in d={d} dimensions needs k > floor(d/4) = {m}, got k={k}")
     j = np.arange(1, k + 1, dtype=np.float64)
-    rows = [np.ones(k)] + [np.exp(special_gammaln(j + 2.0 * l / d) - special_gammaln(j)) for l in range(1, m + 1)]
+    rows = [np.ones(k)] + [np.exp(special_gammaln(j + 2.0 * ell / d) - special_gammaln(j)) for ell in range(1, m + 1)]
     a = np.stack(rows)
     b = np.zeros(m + 1)
     b[0] = 1.0
