@@ -130,3 +130,12 @@ def test_autoencoder_shapes_determinism_and_errors():
         Autoencoder(2).transform(np.zeros((10, 3)))
     with pytest.raises(ValueError, match="latent must be an integer >= 1, got 0"):
         Autoencoder(0).fit(np.zeros((10, 3)))
+
+
+@pytest.mark.parametrize("name", ["entropy-mi", "class-mi"])
+def test_entropy_based_estimators_validate_k_and_entropy(name):
+    x, y = np.random.default_rng(0).standard_normal((50, 2)), np.repeat([0, 1], 25)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 'a'"):
+        est.make(name, k="a").estimate(x, y)
+    with pytest.raises(ValueError, match=r"entropy must be one of \['wkl', 'kl'\], got 'knn'"):
+        est.make(name, entropy="knn").estimate(x, y)

@@ -192,10 +192,11 @@ class EntropyMI(MIEstimator):
         self.entropy, self.k, self.device = entropy, k, device
 
     def estimate(self, x, y) -> MIEstimate:
-        h = _entropy(self.entropy, self.k, self.device)
+        k = check_positive_int(self.k, "k")
+        h = _entropy(self.entropy, k, self.device)
         dev = resolve_device(self.device)
-        tx = as_samples(x, "x", min_samples=self.k + 1, device=dev)
-        ty = as_samples(y, "y", min_samples=self.k + 1, device=tx.device)
+        tx = as_samples(x, "x", min_samples=k + 1, device=dev)
+        ty = as_samples(y, "y", min_samples=k + 1, device=tx.device)
         check_same_length(tx, ty)
         dtype = torch.promote_types(tx.dtype, ty.dtype)
         hx, hy = h.estimate(tx).value, h.estimate(ty).value
@@ -221,8 +222,8 @@ class ClassMI(MIEstimator):
         self.entropy, self.k, self.device = entropy, k, device
 
     def estimate(self, x, y) -> MIEstimate:
-        h = _entropy(self.entropy, self.k, self.device)
         k = check_positive_int(self.k, "k")
+        h = _entropy(self.entropy, k, self.device)
         tx = as_samples(x, "x", min_samples=k + 1, device=resolve_device(self.device))
         ty = as_samples(y, "y", device=tx.device)
         check_same_length(tx, ty)
