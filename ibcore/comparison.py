@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 
 from . import estimators as est
+from .estimators._validation import image_rows
 from .tasks import TASKS, sample_task
 
 __all__ = ["compare", "summarise", "IMAGE_ESTIMATORS"]
 
 # Estimators that take images (n, H, W) as they are; every other estimator gets them flattened to rows.
 IMAGE_ESTIMATORS = ("mienf", "tridiag-mienf")
-
-
-def _flat(a):
-    return a.reshape(a.shape[0], -1)
 
 
 def compare(
@@ -81,7 +78,7 @@ def compare(
                     x, y = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, y))
                 for label in todo:
                     name, params = estimators[label]
-                    a, b = (x, y) if name in IMAGE_ESTIMATORS or x.ndim == 2 else (_flat(x), _flat(y))
+                    a, b = (x, y) if name in IMAGE_ESTIMATORS else (image_rows(x)[0], image_rows(y)[0])
                     e = est.make(name, **params)
                     if "seed" in e.get_params():
                         e.seed = seed

@@ -177,8 +177,18 @@ def _entropy(name: str, k: int, device):
     return make(check_choice(name, "entropy", ENTROPIES), k=k, device=device)
 
 
+class _EntropyBased(MIEstimator):
+    # MI from k-NN entropy estimates: the shared hyperparameters and their validation.
+    def __init__(self, entropy: str = "wkl", k: int = 5, device=None):
+        self.entropy, self.k, self.device = entropy, k, device
+
+    def _entropy_estimator(self):
+        k = check_positive_int(self.k, "k")
+        return k, _entropy(self.entropy, k, self.device)
+
+
 @register("entropy-mi")
-class EntropyMI(MIEstimator):
+class EntropyMI(_EntropyBased):
     """I(X;Y) = h(X) + h(Y) - h(X, Y) with k-NN entropy estimates (``entropy``: ``"wkl"`` or ``"kl"``).
 
     Example:
@@ -188,12 +198,8 @@ class EntropyMI(MIEstimator):
         1.0
     """
 
-    def __init__(self, entropy: str = "wkl", k: int = 5, device=None):
-        self.entropy, self.k, self.device = entropy, k, device
-
     def estimate(self, x, y) -> MIEstimate:
-        k = check_positive_int(self.k, "k")
-        h = _entropy(self.entropy, k, self.device)
+        k, h = self._entropy_estimator()
         dev = resolve_device(self.device)
         tx = as_samples(x, "x", min_samples=k + 1, device=dev)
         ty = as_samples(y, "y", min_samples=k + 1, device=tx.device)
@@ -206,7 +212,7 @@ class EntropyMI(MIEstimator):
 
 
 @register("class-mi")
-class ClassMI(MIEstimator):
+class ClassMI(_EntropyBased):
     """I(X;Y) = h(X) - sum_y p(y) h(X | Y = y) for continuous ``x`` and class labels ``y`` (one integer per row, or
     any values whose distinct rows are the classes). Every class needs more than ``k`` samples.
 
@@ -218,12 +224,8 @@ class ClassMI(MIEstimator):
         0.69
     """
 
-    def __init__(self, entropy: str = "wkl", k: int = 5, device=None):
-        self.entropy, self.k, self.device = entropy, k, device
-
     def estimate(self, x, y) -> MIEstimate:
-        k = check_positive_int(self.k, "k")
-        h = _entropy(self.entropy, k, self.device)
+        k, h = self._entropy_estimator()
         tx = as_samples(x, "x", min_samples=k + 1, device=resolve_device(self.device))
         ty = as_samples(y, "y", device=tx.device)
         check_same_length(tx, ty)
