@@ -37,6 +37,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_quantized.py
 	$(BIN)/python benchmarks/bench_sp.py
 	$(BIN)/python benchmarks/bench_estimators.py
+	$(BIN)/python benchmarks/bench_lossy.py
 
 clean:
 	rm -rf _build .pytest_cache

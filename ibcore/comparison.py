@@ -20,8 +20,9 @@ from .tasks import TASKS, sample_task
 
 __all__ = ["compare", "summarise", "IMAGE_ESTIMATORS"]
 
-# Estimators that take images (n, H, W) as they are; every other estimator gets them flattened to rows.
-IMAGE_ESTIMATORS = ("mienf", "tridiag-mienf")
+# Estimators that take images (n, H, W) as they are (the flows, and lossy, which hands them to its compressors);
+# every other estimator gets them flattened to rows.
+IMAGE_ESTIMATORS = ("mienf", "tridiag-mienf", "lossy")
 
 
 def compare(

@@ -27,6 +27,8 @@ __all__ = [
     "aggregate",
     "compression",
     "compressing_layers",
+    "smooth",
+    "phases",
     "save_records",
     "load_records",
 ]
@@ -71,9 +73,11 @@ class InformationPlane(RecordLayers):
     Arguments:
         x: Network inputs ``(N, d)`` on which the layers are measured (e.g. all 4096 SZT inputs).
         y: Labels ``(N,)``.
-        estimators: ``{label: MI estimator}``; each is used for both I(X;T) and I(T;Y).
+        estimators: ``{label: MI estimator}``, used for both I(X;T) and I(T;Y), or ``{label: (estimator for
+            I(X;T), estimator for I(T;Y))}`` (e.g. a continuous-continuous and a continuous-discrete one).
         epochs: Epochs at which to measure (``None``: every epoch).
-        x_ids: What stands for X; default ``arange(N)``: every input is its own equiprobable symbol.
+        x_ids: What stands for X; default ``arange(N)``: every input is its own equiprobable symbol. Or any
+            per-input rows, e.g. compressed codes of the inputs (Butakov et al. 2024).
         shared_bounds: See :func:`layer_information`.
 
     Example:
@@ -90,6 +94,10 @@ class InformationPlane(RecordLayers):
         super().__init__(x, self._measure, epochs)
         self.y = y
         self.estimators = dict(estimators)
+        for label, est in self.estimators.items():
+            pair = est if isinstance(est, tuple) else (est,)
+            if len(pair) not in (1, 2) or not all(isinstance(e, MIEstimator) for e in pair):
+                raise ValueError(f"estimators[{label!r}] must be an MI estimator or a pair of them, got {est!r}")
         self.x_ids = torch.arange(x.shape[0], device=x.device) if x_ids is None else x_ids
         self.shared_bounds = shared_bounds
         self.records: list[dict] = []
@@ -102,15 +110,18 @@ class InformationPlane(RecordLayers):
     def _measure(self, epoch: int, layers: list[torch.Tensor]) -> None:
         layers = [t if t.ndim == 3 else t.unsqueeze(0) for t in layers]  # (S, N, width)
         for label, est in self.estimators.items():
-            if self.shared_bounds and "bounds" in est.get_params():  # bounds differ per network: one at a time
+            est_xt, est_ty = est if isinstance(est, tuple) else (est, est)
+            if self.shared_bounds and "bounds" in est_xt.get_params():
+                if est_ty is not est_xt:
+                    raise ValueError(f"shared_bounds needs one binning estimator per label; {label!r} has a pair")  # bounds differ per network: one at a time
                 for s, seed in enumerate(self._seeds):
                     rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est},
                                              shared_bounds=True)  # fmt: skip
                     self.records.extend({"epoch": epoch, "model": seed, **r} for r in rows)
                 continue
             for i, t in enumerate(layers, start=1):  # every network at once where the estimator can
-                i_xt = est.estimate_stacked(self.x_ids, t)
-                i_ty = est.estimate_stacked(t, self.y)
+                i_xt = est_xt.estimate_stacked(self.x_ids, t)
+                i_ty = est_ty.estimate_stacked(t, self.y)
                 self.records.extend(
                     {"epoch": epoch, "model": seed, "layer": i, "estimator": label,
                      "i_xt": a.value, "i_ty": b.value}
@@ -247,6 +258,77 @@ def compressing_layers(records: Iterable[dict], *, estimator: str, value: str = 
     recs = select(records, estimator=estimator)
     layers = sorted({r["layer"] for r in recs})
     return [l for l in layers if compression(recs, estimator=estimator, layer=l, value=value, n_se=n_se)["compresses"]]
+
+
+def smooth(values, *, window: int = 30, polyorder: int = 4, cutoff: float | None = 0.125, order: int = 8) -> np.ndarray:
+    """A per-epoch curve smoothed as Butakov et al. (2024) smooth their information planes: a Savitzky-Golay filter
+    (``window`` points, or all of them when fewer; polynomial order ``polyorder``, at most the window minus one),
+    then a zero-phase Butterworth low-pass filter (``order``, ``cutoff`` as a fraction of the Nyquist frequency;
+    ``None``: no low-pass). The defaults are the paper's, for its 300 epochs; a run of a few tens of epochs needs a
+    window of a few epochs and no low-pass, or the smoothing moves the peaks (a window as long as the run fits one
+    polynomial to all of it).
+    The paper pads the Butterworth pass by 5 points, which bends the last epochs by up to several tenths of a nat on
+    a smooth curve; here the padding is scipy's default (27 points for order 8), or the whole curve when shorter.
+    Curves of fewer than 3 points come back unchanged.
+
+    Example:
+        >>> v = np.sin(np.linspace(0, 3, 60)) + 0.1 * np.random.default_rng(0).standard_normal(60)
+        >>> bool(np.abs(smooth(v) - np.sin(np.linspace(0, 3, 60))).max() < 0.1)
+        True
+    """
+    from scipy.signal import butter, savgol_filter, sosfiltfilt
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or not np.all(np.isfinite(v)):
+        raise ValueError(f"values must be a 1-D sequence of finite numbers, got shape {v.shape}")
+    for name, k in (("window", window), ("polyorder", polyorder), ("order", order)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
+    if cutoff is not None and not 0 < cutoff < 1:
+        raise ValueError(f"cutoff must be in (0, 1) (a fraction of the Nyquist frequency) or None, got {cutoff!r}")
+    if v.size < 3:
+        return v.copy()
+    w = min(int(window), v.size)
+    v = savgol_filter(v, w, min(int(polyorder), w - 1))
+    if cutoff is None:
+        return v
+    sos = butter(int(order), cutoff, output="sos")
+    return sosfiltfilt(sos, v, padlen=min(3 * (2 * len(sos) + 1), v.size - 1))
+
+
+def phases(epochs, values, *, min_drop: float = 0.0) -> list[dict]:
+    """Split a (smoothed) I(X;T) curve into fitting and compression phases: maximal runs of epochs over which it
+    rises (fitting) or falls (compression). A compression phase whose total fall is at most ``min_drop`` nats is
+    merged into the fitting around it.
+
+    Returns:
+        ``[{"phase": "fitting" | "compression", "start", "end", "change"}]`` in epoch order; ``change`` is the value
+        at ``end`` minus the value at ``start``.
+
+    Example:
+        >>> [(p["phase"], p["start"], p["end"]) for p in phases([0, 1, 2, 3, 4], [0.0, 1.0, 0.5, 0.7, 2.0])]
+        [('fitting', 0, 1), ('compression', 1, 2), ('fitting', 2, 4)]
+    """
+    e = np.asarray(epochs)
+    v = np.asarray(values, dtype=np.float64)
+    if e.shape != v.shape or v.ndim != 1 or v.size < 2:
+        raise ValueError(f"epochs and values must be 1-D of equal length >= 2, got shapes {e.shape} and {v.shape}")
+    falling = np.diff(v) < 0
+    runs, start = [], 0
+    for i in range(1, falling.size + 1):
+        if i == falling.size or falling[i] != falling[start]:
+            runs.append([bool(falling[start]), start, i])  # steps start..i-1: points start..i
+            start = i
+    merged: list[list] = []
+    for fall, a, b in runs:
+        if fall and v[a] - v[b] <= min_drop:
+            fall = False
+        if merged and merged[-1][0] == fall:
+            merged[-1][2] = b
+        else:
+            merged.append([fall, a, b])
+    return [{"phase": "compression" if fall else "fitting", "start": e[a].item(), "end": e[b].item(),
+             "change": float(v[b] - v[a])} for fall, a, b in merged]  # fmt: skip
 
 
 def save_records(records: list[dict], path: str | os.PathLike) -> None:

@@ -9,11 +9,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colors
 
-from .infoplane import aggregate, select
+from .infoplane import aggregate, phases, select, smooth
 
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
-    "estimated_vs_true",
+    "estimated_vs_true", "smoothed_plane", "smoothed_curves",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -205,6 +205,69 @@ def estimated_vs_true(records, *, task: str, ax=None, title: str | None = None, 
     ax.set_xlabel("true MI (nats)")
     ax.set_ylabel("estimated MI (nats)")
     ax.set_title(title or task)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _smoothed(records, estimator: str, value: str, smoothing=None) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    # {layer: (epochs, mean over networks, smoothed mean)} of one quantity.
+    recs = select(records, estimator=estimator)
+    if not recs:
+        raise ValueError(f"no records with estimator={estimator!r}")
+    agg = aggregate(recs, value, by=("layer", "epoch"))
+    out = {}
+    for l in sorted({key[0] for key in agg}):
+        ep = np.array([key[1] for key in agg if key[0] == l])
+        m = np.array([agg[(l, e)]["mean"] for e in ep])
+        out[l] = (ep, m, smooth(m, **(smoothing or {})))
+    return out
+
+
+def smoothed_plane(records, *, estimator: str, unit: str = "nats", ax=None, title: str | None = None,
+                   cmap: str = "viridis", layer_labels: Sequence[str] | None = None, smoothing=None):  # fmt: skip
+    """The information plane of a long per-epoch record as Butakov et al. (2024, Fig. 5) draw it: every layer's
+    measured points (mean over networks), small and coloured by epoch, under its trajectory smoothed by
+    :func:`ibcore.infoplane.smooth` (``smoothing``: its keyword arguments), with an arrow at the last epoch."""
+    k = _scale(unit)
+    xt, ty = _smoothed(records, estimator, "i_xt", smoothing), _smoothed(records, estimator, "i_ty", smoothing)
+    fig, ax = _figure(ax)
+    epochs = xt[min(xt)][0]
+    norm, cm = colors.Normalize(vmin=epochs.min(), vmax=max(epochs.max(), 1)), plt.get_cmap(cmap)
+    for i, l in enumerate(xt):
+        ep, mx, sx = xt[l]
+        _, my, sy = ty[l]
+        ax.scatter(mx * k, my * k, c=cm(norm(ep)), s=6, alpha=0.5, lw=0)
+        (line,) = ax.plot(sx * k, sy * k, lw=1.5, label=layer_labels[i] if layer_labels else f"L{l}")
+        if len(sx) > 1:
+            ax.annotate("", xy=(sx[-1] * k, sy[-1] * k), xytext=(sx[-2] * k, sy[-2] * k),
+                        arrowprops={"arrowstyle": "->", "color": line.get_color()})  # fmt: skip
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cm), ax=ax, label="epoch")
+    ax.set_xlabel(f"I(X;L) [{unit}]")
+    ax.set_ylabel(f"I(L;Y) [{unit}]")
+    ax.set_title(title or estimator)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def smoothed_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "nats", ax=None,
+                    title: str | None = None, min_drop: float = 0.0, smoothing=None):  # fmt: skip
+    """One quantity per layer against the epoch (linear axis): the measured means as dots, the smoothed curve as a
+    line (``smoothing``: keyword arguments of :func:`ibcore.infoplane.smooth`), and for ``value="i_xt"`` the
+    compression phases of the smoothed curve (:func:`ibcore.infoplane.phases`, falls larger than ``min_drop`` nats)
+    drawn thick."""
+    k = _scale(unit)
+    fig, ax = _figure(ax)
+    for l, (ep, m, sm) in _smoothed(records, estimator, value, smoothing).items():
+        (line,) = ax.plot(ep, sm * k, lw=1.2, label=f"L{l}")
+        ax.scatter(ep, m * k, color=line.get_color(), s=5, alpha=0.4, lw=0)
+        if value == "i_xt" and len(ep) > 1:
+            for p in phases(ep, sm, min_drop=min_drop):
+                if p["phase"] == "compression":
+                    sel = (ep >= p["start"]) & (ep <= p["end"])
+                    ax.plot(ep[sel], sm[sel] * k, lw=4, alpha=0.5, color=line.get_color(), solid_capstyle="butt")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{'I(X;L)' if value == 'i_xt' else 'I(L;Y)'} [{unit}]")
+    ax.set_title(title or estimator)
     ax.legend(fontsize=7)
     return fig
 

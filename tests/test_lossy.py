@@ -139,3 +139,51 @@ def test_entropy_based_estimators_validate_k_and_entropy(name):
         est.make(name, k="a").estimate(x, y)
     with pytest.raises(ValueError, match=r"entropy must be one of \['wkl', 'kl'\], got 'knn'"):
         est.make(name, entropy="knn").estimate(x, y)
+
+
+@pytest.mark.parametrize("name", ["kl", "wkl"])
+def test_whitening_makes_the_entropy_estimate_affine_invariant(name):
+    # h(A x + b) = h(x) + ln |det A| (closed form); with whiten=True the estimate obeys it to rounding, and on a
+    # badly scaled Gaussian it is the closed form within the tolerance of test_wkl_matches_the_gaussian_entropy.
+    x = np.random.default_rng(0).standard_normal((3000, 3))
+    a = np.array([[100.0, 0, 0], [3.0, 0.01, 0], [1.0, 2.0, 1.0]])
+    h = est.make(name, whiten=True).estimate(x).value
+    ha = est.make(name, whiten=True).estimate(x @ a.T + 5.0).value
+    assert ha == pytest.approx(h + math.log(abs(np.linalg.det(a))), abs=1e-6)
+    assert abs(ha - _gaussian_entropy(3) - math.log(abs(np.linalg.det(a)))) < 0.1 + 0.02 * 3
+    with pytest.raises(ValueError, match="singular sample covariance"):
+        est.make(name, whiten=True).estimate(np.hstack([x, x[:, :1]]))
+
+
+def test_entropy_mi_is_scale_invariant_where_the_unwhitened_estimate_is_not():
+    # I(X; 1000 Y) = I(X; Y) = 1 (closed form): the whitened joint sees both parts, the raw one only Y's scale
+    x, y = correlated_gaussian(3000, mi=1.0, dim=2, seed=3)
+    white = est.make("entropy-mi", entropy="kl").estimate(x, 1000 * y).value
+    raw = est.make("entropy-mi", entropy="kl", whiten=False).estimate(x, 1000 * y).value
+    assert abs(white - 1.0) < 0.1 and abs(raw - 1.0) > 0.3, (white, raw)
+    with pytest.raises(ValueError, match="whiten must be True or False, got 1"):
+        est.make("entropy-mi", whiten=1).estimate(x, y)
+
+
+def test_randomized_pca_finds_the_leading_axes_of_wide_data():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((700, 700)))
+    x = (rng.standard_normal((800, 700)) / np.arange(1, 701)) @ q.T  # spectrum 1/i, random axes
+    assert min(x.shape) > PCA.EXACT_MAX  # the randomized branch
+    axes = PCA(4).fit(x).axes.numpy()
+    exact = np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:4].T
+    assert np.abs(axes.T @ exact).diagonal() == pytest.approx(np.ones(4), abs=1e-8)
+    before = torch.get_rng_state()
+    assert np.array_equal(PCA(4).fit(x).axes.numpy(), axes)  # seeded: reproducible
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_lossy_hands_images_to_a_convolutional_autoencoder():
+    from ibcore.estimators.lossy import Autoencoder
+    from ibcore.tasks import image_pair
+
+    x, y = image_pair(300, 1.0, "bumps", 16, seed=0)
+    ae = Autoencoder(2, epochs=1, batch_size=64).fit(x)
+    assert hasattr(ae.model, "shape")  # the convolutional autoencoder, fitted on images
+    r = est.make("lossy", x_compressor=ae, y_compressor=ae, fitted=True).estimate(x, y)
+    assert r.diagnostics["compressed_dims"] == [2, 2]

@@ -202,3 +202,43 @@ def test_noisy_cnn_leaves_the_global_generator_alone():
     torch.manual_seed(123)
     NoisyCNN((1, 8, 8), channels=(4,), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_noisy_cnn_of_butakov_et_al_shapes_relative_noise_dropout_and_log_softmax():
+    from ibcore.nets import NoisyCNN
+
+    kw = dict(channels=(8, 16, 32), dense=(32,), activation="leaky_relu", padding=0, seeds=[0])
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) + 0.5
+    net = NoisyCNN((1, 28, 28), noise_std=1e-3, relative_noise=True, input_noise=True, dropout=0.1,
+                   output="log_softmax", **kw)
+    net.eval()
+    layers = net.layers(x)
+    assert [t.shape[-1] for t in layers] == [8 * 13 * 13, 16 * 5 * 5, 32, 32, 10]
+    assert torch.allclose(layers[-1].exp().sum(-1), torch.ones(1, 6))  # log-probabilities
+    quiet = NoisyCNN((1, 28, 28), **kw)  # same seed, no noise, no dropout
+    quiet.eval()
+    ref = quiet.layers(x)[0].detach()
+    # multiplicative noise after the first block: t (1 + 1e-3 eps), so |t_noisy / t - 1| = 1e-3 |eps|, whose mean is
+    # 1e-3 sqrt(2 / pi) (closed form) and which never reaches 1e-3 * 7 in 8112 draws
+    after = NoisyCNN((1, 28, 28), noise_std=1e-3, relative_noise=True, **kw)
+    after.eval()
+    t1 = after.layers(x)[0].detach()
+    nz = ref != 0
+    rel = (t1[nz] / ref[nz] - 1).abs()
+    assert float(rel.mean()) == pytest.approx(1e-3 * math.sqrt(2 / math.pi), rel=0.1)
+    assert float(rel.max()) < 7e-3 and torch.equal(t1[~nz], ref[~nz])
+    # dropout only in training, from the network's own generator: the same seeds give the same masks
+    net.noise = False
+    assert torch.equal(net(x), net(x))
+    first, again = (NoisyCNN((1, 28, 28), noise_std=1e-3, relative_noise=True, dropout=0.1, **kw) for _ in "ab")
+    first.noise = again.noise = False  # modules start in training mode: dropout on
+    a = first(x)
+    assert not torch.equal(a, first(x)) and torch.equal(a, again(x))
+    with pytest.raises(ValueError, match="centres need additive noise"):
+        NoisyCNN((1, 28, 28), noise_std=1e-3, relative_noise=True, **kw).centres(x, replicas=2)
+    with pytest.raises(ValueError, match="too small for 3 3x3 convolutions with padding 0"):
+        NoisyCNN((1, 12, 12), **kw)
+    with pytest.raises(ValueError, match="dropout must be a finite number >= 0 and < 1, got 1.0"):
+        NoisyCNN((1, 28, 28), dropout=1.0, **kw)
+    with pytest.raises(ValueError, match="output must be 'softmax' or 'log_softmax', got 'logits'"):
+        NoisyCNN((1, 28, 28), output="logits", **kw)

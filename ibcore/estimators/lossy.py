@@ -34,7 +34,8 @@ ENTROPIES = ("wkl", "kl")
 
 class PCA:
     """Principal-component compression in torch (on the data's device): ``fit(x)`` then ``transform(x)`` gives the
-    coordinates on the ``n_components`` leading principal axes (centred, not whitened).
+    coordinates on the ``n_components`` leading principal axes (centred, not whitened). Images ``(n, H, W)`` /
+    ``(n, C, H, W)`` are taken as rows of pixels.
 
     Example:
         >>> x = torch.randn(500, 6) * torch.tensor([5.0, 1, 1, 1, 1, 0.1])
@@ -42,30 +43,50 @@ class PCA:
         torch.Size([500, 2])
     """
 
-    def __init__(self, n_components: int):
-        self.n_components = n_components
+    #: Above this many rows and columns, and for few components, the axes come from a randomized SVD.
+    EXACT_MAX = 512
+
+    def __init__(self, n_components: int, seed: int = 0):
+        self.n_components, self.seed = n_components, seed
         self.mean = self.axes = None
 
     def fit(self, x) -> PCA:
         k = check_positive_int(self.n_components, "n_components")
-        t = as_samples(x, "x", min_samples=2)
+        t = as_samples(image_rows(x)[0], "x", min_samples=2)
         if k > t.shape[1]:
             raise ValueError(f"n_components must be at most the data's dimension {t.shape[1]}, got {k}")
         t = t.to(torch.float64)
         self.mean = t.mean(0)
-        self.axes = torch.linalg.svd(t - self.mean, full_matrices=False)[2][:k].T  # (d, k)
+        centred = t - self.mean
+        if min(t.shape) > self.EXACT_MAX and 4 * k < min(t.shape):
+            self.axes = _randomized_axes(centred, k, int(self.seed))
+        else:
+            self.axes = torch.linalg.svd(centred, full_matrices=False)[2][:k].T  # (d, k)
         return self
 
     def transform(self, x) -> torch.Tensor:
         if self.axes is None:
             raise ValueError("PCA.transform called before fit")
-        t = as_samples(x, "x", device=self.axes.device).to(torch.float64)
+        t = as_samples(image_rows(x)[0], "x", device=self.axes.device).to(torch.float64)
         if t.shape[1] != self.axes.shape[0]:
             raise ValueError(f"x has {t.shape[1]} columns; this PCA was fitted on {self.axes.shape[0]}")
         return (t - self.mean) @ self.axes
 
     def __repr__(self) -> str:
-        return f"PCA({self.n_components})"
+        return f"PCA({self.n_components}, seed={self.seed})"
+
+
+def _randomized_axes(a: torch.Tensor, k: int, seed: int, oversample: int = 10, power: int = 4) -> torch.Tensor:
+    # The k leading right singular vectors of ``a`` (n, d) by a randomized range finder with power iterations
+    # (Halko, Martinsson & Tropp 2011, algorithms 4.4 and 5.1), from a local generator: O(n d k) instead of
+    # O(n d min(n, d)), and to float64 precision for the leading axes of data with a decaying spectrum.
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    omega = torch.randn(a.shape[1], k + oversample, generator=g, dtype=a.dtype).to(a.device)
+    q = torch.linalg.qr(a @ omega).Q
+    for _ in range(power):
+        q = torch.linalg.qr(a.T @ q).Q
+        q = torch.linalg.qr(a @ q).Q
+    return torch.linalg.svd(q.T @ a, full_matrices=False)[2][:k].T
 
 
 class _DenseAE(nn.Module):
@@ -173,23 +194,24 @@ class Autoencoder:
         return f"Autoencoder(latent={self.latent}, epochs={self.epochs}, seed={self.seed})"
 
 
-def _entropy(name: str, k: int, device):
-    return make(check_choice(name, "entropy", ENTROPIES), k=k, device=device)
-
-
 class _EntropyBased(MIEstimator):
-    # MI from k-NN entropy estimates: the shared hyperparameters and their validation.
-    def __init__(self, entropy: str = "wkl", k: int = 5, device=None):
-        self.entropy, self.k, self.device = entropy, k, device
+    # MI from k-NN entropy estimates: the shared hyperparameters and their validation. Every entropy is estimated
+    # after whitening its own sample (``whiten``), as Butakov et al.'s estimators do by default.
+    def __init__(self, entropy: str = "wkl", k: int = 5, whiten: bool = True, device=None):
+        self.entropy, self.k, self.whiten, self.device = entropy, k, whiten, device
 
     def _entropy_estimator(self):
         k = check_positive_int(self.k, "k")
-        return k, _entropy(self.entropy, k, self.device)
+        if not isinstance(self.whiten, bool):
+            raise ValueError(f"whiten must be True or False, got {self.whiten!r}")
+        name = check_choice(self.entropy, "entropy", ENTROPIES)
+        return k, make(name, k=k, whiten=self.whiten, device=self.device)
 
 
 @register("entropy-mi")
 class EntropyMI(_EntropyBased):
-    """I(X;Y) = h(X) + h(Y) - h(X, Y) with k-NN entropy estimates (``entropy``: ``"wkl"`` or ``"kl"``).
+    """I(X;Y) = h(X) + h(Y) - h(X, Y) with k-NN entropy estimates (``entropy``: ``"wkl"`` or ``"kl"``), each of
+    a whitened sample unless ``whiten=False`` (see :class:`~ibcore.estimators.KozachenkoLeonenko`).
 
     Example:
         >>> from ibcore.tasks import correlated_gaussian
@@ -253,8 +275,9 @@ class LossyMI(MIEstimator):
         estimator: Name of the registered MI estimator applied after compression.
         params: Its hyperparameters.
         x_compressor, y_compressor: Objects with ``fit(x)`` (returning themselves) and ``transform(x)``, e.g.
-            :class:`PCA`, or ``None`` to use that side as it is. They are fitted on the data being estimated unless
-            already fitted (``fitted=True``).
+            :class:`PCA` or :class:`Autoencoder`, or ``None`` to use that side as it is (images flattened to rows).
+            They get the data as given (images stay images) and are fitted on the data being estimated unless already
+            fitted (``fitted=True``).
         fitted: The compressors were fitted elsewhere (e.g. an autoencoder trained on a training set).
 
     Example:
@@ -278,8 +301,8 @@ class LossyMI(MIEstimator):
         for name, c in (("x_compressor", self.x_compressor), ("y_compressor", self.y_compressor)):
             if c is not None and not (callable(getattr(c, "fit", None)) and callable(getattr(c, "transform", None))):
                 raise ValueError(f"{name} must have fit(x) and transform(x), got {c!r}")
-        cx = self._compress(self.x_compressor, image_rows(x)[0])  # images to rows
-        cy = self._compress(self.y_compressor, image_rows(y)[0])
+        cx = self._compress(self.x_compressor, x)
+        cy = self._compress(self.y_compressor, y)
         r = inner.estimate(cx, cy)
         dims = [int(as_samples(v, n).shape[1]) for v, n in ((cx, "x"), (cy, "y"))]
         return MIEstimate(r.value, r.n_samples, self.name, self.get_params(), std=r.std,
@@ -287,7 +310,7 @@ class LossyMI(MIEstimator):
 
     def _compress(self, c, v):
         if c is None:
-            return v
+            return image_rows(v)[0]
         if not self.fitted:
             c = c.fit(v)
         out = c.transform(v)

@@ -1,0 +1,64 @@
+"""Smoothing and phases of long per-epoch information-plane records (Butakov et al. 2024), and information planes
+measured with a pair of estimators."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ibcore.infoplane import InformationPlane, phases, smooth
+
+
+def test_smooth_removes_noise_without_moving_a_smooth_curve():
+    t = np.linspace(0, 3, 300)
+    clean = np.sin(t)
+    noisy = clean + 0.1 * np.random.default_rng(0).standard_normal(300)
+    out = smooth(noisy)  # the paper's settings for 300 epochs
+    assert np.abs(out - clean).max() < 0.06 < np.abs(noisy - clean).max()
+    assert np.abs(smooth(clean) - clean).max() < 1e-3  # the ends are not bent
+    short = smooth(noisy[:20], window=5, polyorder=2, cutoff=None)
+    assert short.shape == (20,)
+    assert np.array_equal(smooth([1.0, 2.0]), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"values": [[1.0, 2.0]]}, "values must be a 1-D sequence of finite numbers"),
+    ({"values": [1.0, math.nan, 2.0]}, "values must be a 1-D sequence of finite numbers"),
+    ({"values": [1.0, 2.0, 3.0], "window": 0}, "window must be an integer >= 1, got 0"),
+    ({"values": [1.0, 2.0, 3.0], "cutoff": 1.5}, r"cutoff must be in \(0, 1\)"),
+])  # fmt: skip
+def test_smooth_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        smooth(**kwargs)
+
+
+def test_phases_split_rises_and_falls_and_merge_small_falls():
+    ep = np.arange(7)
+    v = [0.0, 1.0, 2.0, 1.0, 0.98, 1.5, 1.4]
+    got = phases(ep, v)
+    assert [(p["phase"], p["start"], p["end"]) for p in got] == [
+        ("fitting", 0, 2), ("compression", 2, 4), ("fitting", 4, 5), ("compression", 5, 6)]
+    assert got[1]["change"] == pytest.approx(-1.02)
+    merged = phases(ep, v, min_drop=0.2)  # the last fall (0.1) is too small to count
+    assert [(p["phase"], p["start"], p["end"]) for p in merged] == [("fitting", 0, 2), ("compression", 2, 4),
+                                                                   ("fitting", 4, 6)]
+    with pytest.raises(ValueError, match="equal length >= 2"):
+        phases([0, 1], [1.0])
+
+
+def test_information_plane_takes_a_pair_of_estimators():
+    from ibcore.estimators import PCA, LossyMI, make
+    from ibcore.nets import MLP
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    pair = (LossyMI("entropy-mi", y_compressor=PCA(2)), make("class-mi"))
+    plane = InformationPlane(x, y, {"lossy": pair}, epochs=[0], x_ids=x[:, :2])
+    plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((5, 6, 4, 2), seeds=[3], activation="tanh")})())
+    assert [r["layer"] for r in plane.records] == [1, 2, 3]
+    for r in plane.records:
+        assert r["model"] == 3 and -0.2 < r["i_ty"] <= math.log(2) + 0.1 and r["i_xt"] > 0
+    with pytest.raises(ValueError, match=r"estimators\['bad'\] must be an MI estimator or a pair"):
+        InformationPlane(x, y, {"bad": (pair[0], pair[1], pair[0])})
