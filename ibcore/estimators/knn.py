@@ -172,10 +172,11 @@ def _whiten(x: torch.Tensor) -> tuple[torch.Tensor, float]:
     centred = x64 - x64.mean(0)
     cov = centred.T @ centred / max(x.shape[0] - 1, 1)
     chol, info = torch.linalg.cholesky_ex(cov)
-    if int(info) != 0:
-        raise ValueError(f"x has a singular sample covariance ({x.shape[1]} columns, rank "
-                         f"{int(torch.linalg.matrix_rank(cov))}): it cannot be whitened; drop constant or dependent "
-                         "columns, or use whiten=False")  # fmt: skip
+    eig = torch.linalg.eigvalsh(cov)
+    if int(info) != 0 or float(eig[0]) <= 1e-12 * max(float(eig[-1]), 1e-300):
+        raise ValueError(f"x has a singular sample covariance ({x.shape[1]} columns, eigenvalues from "
+                         f"{float(eig[0]):.3g} to {float(eig[-1]):.3g}): it cannot be whitened; drop constant or "
+                         "dependent columns (a softmax output sums to 1), or use whiten=False")  # fmt: skip
     white = torch.linalg.solve_triangular(chol, centred.T, upper=False).T
     return white.to(x.dtype), float(torch.log(torch.diagonal(chol)).sum())
 
