@@ -8,6 +8,7 @@ dicts load straight into any data-frame library and are what the plotting functi
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections import defaultdict
@@ -297,38 +298,40 @@ def smooth(values, *, window: int = 30, polyorder: int = 4, cutoff: float | None
 
 
 def phases(epochs, values, *, min_drop: float = 0.0) -> list[dict]:
-    """Split a (smoothed) I(X;T) curve into fitting and compression phases: maximal runs of epochs over which it
-    rises (fitting) or falls (compression). A compression phase whose total fall is at most ``min_drop`` nats is
-    merged into the fitting around it.
+    """Split a (smoothed) I(X;T) curve into fitting and compression phases: the legs of its zigzag, turning only
+    where the curve has moved back from its last extreme by more than ``min_drop`` nats (so that a wiggle of the
+    estimate's own noise neither starts nor ends a phase; 0: every change of direction turns).
 
     Returns:
-        ``[{"phase": "fitting" | "compression", "start", "end", "change"}]`` in epoch order; ``change`` is the value
-        at ``end`` minus the value at ``start``.
+        ``[{"phase": "fitting" | "compression", "start", "end", "change"}]`` in epoch order, consecutive phases
+        alternating; ``change`` is the value at ``end`` minus the value at ``start``.
 
     Example:
         >>> [(p["phase"], p["start"], p["end"]) for p in phases([0, 1, 2, 3, 4], [0.0, 1.0, 0.5, 0.7, 2.0])]
         [('fitting', 0, 1), ('compression', 1, 2), ('fitting', 2, 4)]
+        >>> [(p["phase"], p["start"], p["end"]) for p in phases([0, 1, 2, 3, 4], [0.0, 1.0, 0.9, 1.2, 2.0],
+        ...                                                       min_drop=0.2)]
+        [('fitting', 0, 4)]
     """
     e = np.asarray(epochs)
     v = np.asarray(values, dtype=np.float64)
     if e.shape != v.shape or v.ndim != 1 or v.size < 2:
         raise ValueError(f"epochs and values must be 1-D of equal length >= 2, got shapes {e.shape} and {v.shape}")
-    falling = np.diff(v) < 0
-    runs, start = [], 0
-    for i in range(1, falling.size + 1):
-        if i == falling.size or falling[i] != falling[start]:
-            runs.append([bool(falling[start]), start, i])  # steps start..i-1: points start..i
-            start = i
-    merged: list[list] = []
-    for fall, a, b in runs:
-        if fall and v[a] - v[b] <= min_drop:
-            fall = False
-        if merged and merged[-1][0] == fall:
-            merged[-1][2] = b
-        else:
-            merged.append([fall, a, b])
-    return [{"phase": "compression" if fall else "fitting", "start": e[a].item(), "end": e[b].item(),
-             "change": float(v[b] - v[a])} for fall, a, b in merged]  # fmt: skip
+    if not (isinstance(min_drop, (int, float)) and math.isfinite(min_drop) and min_drop >= 0):
+        raise ValueError(f"min_drop must be a finite number >= 0, got {min_drop!r}")
+    pivots, trend, ext = [0], 0, 0
+    for i in range(1, v.size):
+        if trend == 0:  # no move beyond min_drop yet: small first moves belong to the first phase
+            if abs(v[i] - v[0]) > min_drop:
+                trend, ext = (1 if v[i] > v[0] else -1), i
+        elif trend * (v[i] - v[ext]) >= 0:  # the current phase goes on
+            ext = i
+        elif abs(v[i] - v[ext]) > min_drop:  # it turned at ext
+            pivots.append(ext)
+            trend, ext = -trend, i
+    pivots.append(v.size - 1)
+    return [{"phase": "compression" if v[b] < v[a] else "fitting", "start": e[a].item(), "end": e[b].item(),
+             "change": float(v[b] - v[a])} for a, b in zip(pivots, pivots[1:]) if b > a]  # fmt: skip
 
 
 def save_records(records: list[dict], path: str | os.PathLike) -> None:

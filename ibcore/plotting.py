@@ -236,7 +236,7 @@ def smoothed_plane(records, *, estimator: str, unit: str = "nats", ax=None, titl
     for i, l in enumerate(xt):
         ep, mx, sx = xt[l]
         _, my, sy = ty[l]
-        ax.scatter(mx * k, my * k, c=cm(norm(ep)), s=6, alpha=0.5, lw=0)
+        ax.scatter(mx * k, my * k, c=cm(norm(ep)), s=12, alpha=0.8, lw=0, zorder=3)
         (line,) = ax.plot(sx * k, sy * k, lw=1.5, label=layer_labels[i] if layer_labels else f"L{l}")
         if len(sx) > 1:
             ax.annotate("", xy=(sx[-1] * k, sy[-1] * k), xytext=(sx[-2] * k, sy[-2] * k),
@@ -259,7 +259,7 @@ def smoothed_curves(records, *, estimator: str, value: str = "i_xt", unit: str =
     fig, ax = _figure(ax)
     for l, (ep, m, sm) in _smoothed(records, estimator, value, smoothing).items():
         (line,) = ax.plot(ep, sm * k, lw=1.2, label=f"L{l}")
-        ax.scatter(ep, m * k, color=line.get_color(), s=5, alpha=0.4, lw=0)
+        ax.scatter(ep, m * k, color=line.get_color(), s=9, alpha=0.6, lw=0)
         if value == "i_xt" and len(ep) > 1:
             for p in phases(ep, sm, min_drop=min_drop):
                 if p["phase"] == "compression":

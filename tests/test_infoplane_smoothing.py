@@ -40,11 +40,16 @@ def test_phases_split_rises_and_falls_and_merge_small_falls():
     assert [(p["phase"], p["start"], p["end"]) for p in got] == [
         ("fitting", 0, 2), ("compression", 2, 4), ("fitting", 4, 5), ("compression", 5, 6)]
     assert got[1]["change"] == pytest.approx(-1.02)
-    merged = phases(ep, v, min_drop=0.2)  # the last fall (0.1) is too small to count
+    merged = phases(ep, v, min_drop=0.2)  # the last fall (0.1) is too small to turn the zigzag
     assert [(p["phase"], p["start"], p["end"]) for p in merged] == [("fitting", 0, 2), ("compression", 2, 4),
                                                                    ("fitting", 4, 6)]
+    # a small rise inside a compression does not end it either
+    small_rise = phases(np.arange(6), [0.0, 2.0, 1.9, 1.95, 1.0, 0.5], min_drop=0.2)
+    assert [(p["phase"], p["start"], p["end"]) for p in small_rise] == [("fitting", 0, 1), ("compression", 1, 5)]
     with pytest.raises(ValueError, match="equal length >= 2"):
         phases([0, 1], [1.0])
+    with pytest.raises(ValueError, match="min_drop must be a finite number >= 0, got -1"):
+        phases([0, 1], [1.0, 2.0], min_drop=-1)
 
 
 def test_information_plane_takes_a_pair_of_estimators():

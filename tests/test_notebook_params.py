@@ -55,3 +55,15 @@ def test_quantized_notebook_runs_the_mnist_parameter_set(tmp_path):
                         cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")  # fmt: skip
     text = out.read_text()
     assert "mnist: 1500 inputs measured" in text
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"the offline MNIST copy is not at {SHARED_MNIST}")
+def test_lossy_mnist_notebook_runs_the_paper_parameter_set_shrunk(tmp_path):
+    # params/lossy_mnist_paper.yaml (the paper's smoothing, KL entropies, learning rate), shrunk to seconds on the CPU:
+    # the paper-scale path and its range checks execute end to end.
+    values = yaml.safe_load((ROOT / "params" / "lossy_mnist_paper.yaml").read_text())
+    values |= {"epochs": 4, "n_train": 3000, "n_eval": 500, "ae_epochs": 1, "lr": 2e-3, "batch_size": 50}
+    out = tmp_path / "lossy_mnist.ipynb"
+    pm.execute_notebook(str(ROOT / "notebooks" / "lossy_mnist.ipynb"), str(out), parameters=values,
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")  # fmt: skip
+    assert "3000 training images, 500 test images" in out.read_text()
