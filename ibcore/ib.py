@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["IBSolution", "ib_solve", "ib_curve", "critical_betas", "first_critical_beta", "METHODS"]
+__all__ = ["IBSolution", "ib_solve", "ib_curve", "critical_betas", "first_critical_beta", "distortions",
+           "mutual_information", "METHODS"]
 
 METHODS = ("ib", "dualib")
 _TINY = 1e-300
@@ -224,3 +225,28 @@ def first_critical_beta(p_xy) -> float:
     if len(s) < 2 or float(s[1]) <= 0:
         return math.inf
     return 1.0 / float(s[1]) ** 2
+
+
+def mutual_information(p_xy) -> float:
+    """I(X;Y) in nats of a joint table ``(n_x, n_y)``."""
+    return _mi(_check_joint(p_xy, None))
+
+
+def distortions(p_xy, encoder) -> dict[str, float]:
+    """The two distortions of an encoder p(t|x), each with its best decoder: ``"log_loss"`` = E KL[p(y|x) || q(y|t)]
+    with q the arithmetic mean of p(y|x) under p(x|t) (the IB's), and ``"error_exponent"`` = E KL[q(y|t) || p(y|x)]
+    with q the normalised geometric mean (the dualIB's); expectations over p(x) p(t|x), in nats."""
+    p = _check_joint(p_xy, None)
+    enc = torch.as_tensor(encoder, dtype=torch.float64)
+    if enc.ndim != 2 or enc.shape[0] != p.shape[0] or bool((enc < 0).any()):
+        raise ValueError(f"encoder must be a non-negative ({p.shape[0]}, n_t) table, got shape {tuple(enc.shape)}")
+    enc = enc / enc.sum(1, keepdim=True)
+    p_x = p.sum(1)
+    p_y_x = p / p_x[:, None]
+    p_t = p_x @ enc
+    weight = enc * p_x[:, None]  # p(x, t)
+    out = {}
+    for key, method in (("log_loss", "ib"), ("error_exponent", "dualib")):
+        dec = _decoder(method, enc, p_x, p_y_x, p_t)
+        out[key] = float((weight * _distortion(method, p_y_x, dec)).sum())
+    return out

@@ -103,3 +103,21 @@ def test_solver_is_deterministic_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.rand(2), expected)
     b = ib_solve(_random_joint(), 5.0, seed=3)
     assert torch.equal(a.encoder, b.encoder)
+
+
+def test_distortions_of_the_identity_and_the_trivial_encoders():
+    from ibcore.ib import distortions, mutual_information
+
+    p = _random_joint(5, 3, seed=2)
+    assert mutual_information(p) == pytest.approx(_mi(p))
+    ident = distortions(p, np.eye(5))
+    assert ident["log_loss"] == pytest.approx(0, abs=1e-12) and ident["error_exponent"] == pytest.approx(0, abs=1e-12)
+    trivial = distortions(p, np.ones((5, 1)))
+    # closed forms: E KL[p(y|x) || p(y)] = I(X;Y); E KL[q || p(y|x)] = -ln sum_y prod_x p(y|x)^p(x) for the
+    # normalised geometric mean q
+    px = p.sum(1)
+    cond = p / px[:, None]
+    assert trivial["log_loss"] == pytest.approx(_mi(p))
+    assert trivial["error_exponent"] == pytest.approx(-math.log(np.exp(px @ np.log(cond)).sum()))
+    with pytest.raises(ValueError, match="encoder must be a non-negative"):
+        distortions(p, np.ones((4, 2)))
