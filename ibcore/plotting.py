@@ -225,7 +225,7 @@ def _smoothed(records, estimator: str, value: str, smoothing=None) -> dict[int, 
 
 def smoothed_plane(records, *, estimator: str, unit: str = "nats", ax=None, title: str | None = None,
                    cmap: str = "viridis", layer_labels: Sequence[str] | None = None, smoothing=None):  # fmt: skip
-    """The information plane of a long per-epoch record as Butakov et al. (2024, Fig. 5) draw it: every layer's
+    """The information plane of a long per-epoch record as Butakov et al. (2024) draw it: every layer's
     measured points (mean over networks), small and coloured by epoch, under its trajectory smoothed by
     :func:`ibcore.infoplane.smooth` (``smoothing``: its keyword arguments), with an arrow at the last epoch."""
     k = _scale(unit)
