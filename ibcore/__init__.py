@@ -3,12 +3,14 @@
 Estimators of mutual information and entropy behind one interface (:mod:`ibcore.estimators`), samplers with
 closed-form MI (:mod:`ibcore.tasks`), the data sets of the reproduced papers (:mod:`ibcore.data`), networks and the
 one training loop (:mod:`ibcore.nets`, :mod:`ibcore.training`), information-plane tracking
-(:mod:`ibcore.infoplane`), quantized and noisy networks (:mod:`ibcore.quantization`, :mod:`ibcore.nets`), clustering
-measures (:mod:`ibcore.clustering`), estimator comparisons on known-MI tasks (:mod:`ibcore.comparison`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
+(:mod:`ibcore.infoplane`), quantized and noisy networks (:mod:`ibcore.quantization`, :mod:`ibcore.nets`), the IB and
+dualIB solvers (:mod:`ibcore.ib`), infinitely wide networks and their ensembles (:mod:`ibcore.ntk`,
+:mod:`ibcore.ensembles`), clustering measures (:mod:`ibcore.clustering`), estimator comparisons on known-MI tasks (:mod:`ibcore.comparison`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
 """
 
 __version__ = "0.1.0"
 
-from . import clustering, comparison, data, estimators, infoplane, nets, quantization, tasks, training
+from . import clustering, comparison, data, ensembles, estimators, ib, infoplane, nets, ntk, quantization, tasks, training
 
-__all__ = ["clustering", "comparison", "data", "estimators", "infoplane", "nets", "quantization", "tasks", "training", "__version__"]
+__all__ = ["clustering", "comparison", "data", "ensembles", "estimators", "ib", "infoplane", "nets", "ntk", "quantization", "tasks", "training",
+           "__version__"]
