@@ -13,7 +13,7 @@ from .infoplane import aggregate, phases, select, smooth
 
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
-    "estimated_vs_true", "smoothed_plane", "smoothed_curves",
+    "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -269,6 +269,29 @@ def smoothed_curves(records, *, estimator: str, value: str = "i_xt", unit: str =
     ax.set_ylabel(f"{'I(X;L)' if value == 'i_xt' else 'I(L;Y)'} [{unit}]")
     ax.set_title(title or estimator)
     ax.legend(fontsize=7)
+    return fig
+
+
+def sweep_summary(summary, *, name: str, x: str, by: str | None = None, ax=None, title: str | None = None):
+    """Mean +- standard deviation over repeats of one recorded number against a sweep parameter, one line per value
+    of ``by`` (rows from :func:`ibcore.batch.summarise`)."""
+    fig, ax = _figure(ax)
+    rows = [r for r in summary if r["name"] == name]
+    if not rows:
+        raise ValueError(f"no summary rows for name={name!r}; names: {sorted({r['name'] for r in summary})}")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r.get(by) if by else None, []).append(r)
+    for key, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r[x])
+        std = [0.0 if math.isnan(r["std"]) else r["std"] for r in rs]
+        ax.errorbar([r[x] for r in rs], [r["mean"] for r in rs], yerr=std, marker="o", capsize=3,
+                    label=None if by is None else f"{by} = {key}")  # fmt: skip
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{name} (mean +- sd, n = {min(r['n'] for r in rows)}..{max(r['n'] for r in rows)})")
+    ax.set_title(title or name)
+    if by is not None:
+        ax.legend(fontsize=8)
     return fig
 
 

@@ -1,0 +1,188 @@
+"""The rendered book as a reader sees it: every page opened in headless Chromium.
+
+Fails (exit status 1, one line per problem) on
+
+- a page that did not render: no ``<main>`` with a heading and some text after the browser ran the page's scripts;
+- a broken image: an ``<img>`` whose file is missing, empty or does not decode, or that points off the machine;
+- an unresolved glue reference: ``{glue`` role or directive text left in the page, or myst-nb's placeholder;
+- a missing figure: a chapter with fewer images than its source has ``{glue}`` figure directives.
+
+Saves one screenshot (the top 1280 x 2400 pixels) per chapter of ``_toc.yml`` for review.
+
+Usage: ``python tests/browser/check_book.py _build/html --screenshots _build/screenshots`` (``make browser-check``
+builds the book first). Needs Debian's ``chromium`` (``apt-get install chromium``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html.parser
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP = {"genindex.html", "search.html"}
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]  # fmt: skip
+
+
+class _Page(html.parser.HTMLParser):
+    """Images, headings and the visible text inside ``<main>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.in_main = 0
+        self.headings = 0
+        self.text: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "main":
+            self.in_main += 1
+        if tag in ("script", "style"):
+            self._skip += 1
+        if self.in_main and tag == "h1":
+            self.headings += 1
+        if self.in_main and tag == "img":
+            self.images.append(attrs.get("src") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "main":
+            self.in_main -= 1
+        if tag in ("script", "style"):
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if self.in_main and not self._skip:
+            self.text.append(data)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    sys.exit("check_book: no Chromium found; install Debian's chromium package (apt-get install chromium)")
+
+
+def _browser(exe: str, profile: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def _image_ok(path: Path) -> str | None:
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty"
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".png", ".jpg", ".jpeg", ".gif"):
+            import matplotlib.image
+
+            array = matplotlib.image.imread(path)
+            if array.size == 0:
+                return "decodes to nothing"
+        elif suffix == ".svg":
+            import xml.etree.ElementTree as ET
+
+            ET.parse(path)
+    except Exception as exc:  # any decoding error is a broken image
+        return f"does not decode ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _glue_figures(page: Path, html_root: Path) -> int:
+    """The number of ``{glue}`` figure directives in the page's markdown source (0 for notebooks)."""
+    source = ROOT / page.relative_to(html_root).with_suffix(".md")
+    if not source.is_file():
+        return 0
+    return len(re.findall(r"^```\{glue\}", source.read_text(), flags=re.M))
+
+
+def _chapters() -> set[str]:
+    """The root and the chapter files of _toc.yml (sections are pages, not chapters), without extension."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return {toc["root"]} | {c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])}
+
+
+def check(html_root: Path, screenshots: Path | None) -> list[str]:
+    exe = _chromium()
+    chapters = _chapters()
+    unrendered_math: list[str] = []
+    problems: list[str] = []
+    pages = sorted(p for p in html_root.rglob("*.html")
+                   if p.name not in SKIP and not any(part.startswith("_") for part in p.relative_to(html_root).parts)
+                   and not re.search(r'http-equiv="?refresh', p.read_text(errors="replace")[:2000], re.I))  # fmt: skip
+    # (redirect pages such as index.html are skipped: the page they lead to is checked itself)
+    if not pages:
+        return [f"{html_root}: no pages (was the book built?)"]
+    with tempfile.TemporaryDirectory() as profile:
+        for page in pages:
+            name = page.relative_to(html_root).as_posix()
+            url = page.resolve().as_uri()
+            done = _browser(exe, profile, "--virtual-time-budget=5000", "--dump-dom", url)
+            if done.returncode != 0 or "<main" not in done.stdout:
+                problems.append(f"{name}: did not render (chromium exit {done.returncode}: {done.stderr[-300:]!r})")
+                continue
+            parsed = _Page()
+            parsed.feed(done.stdout)
+            text = " ".join(" ".join(parsed.text).split())
+            if parsed.headings == 0 or len(text) < 200:
+                problems.append(f"{name}: did not render (headings {parsed.headings}, {len(text)} characters of text)")
+            if "\\(" in text or "\\[" in text:
+                unrendered_math.append(name)
+            for marker in ("{glue:", "{glue}", "Could not find glue", "glue key"):
+                if marker in text:
+                    problems.append(f"{name}: unresolved glue reference ({marker!r} in the page)")
+            for src in parsed.images:
+                parts = urlparse(src)
+                if parts.scheme in ("http", "https"):
+                    problems.append(f"{name}: image {src} points off the machine")
+                    continue
+                if parts.scheme == "data":
+                    continue
+                target = (page.parent / unquote(parts.path)).resolve()
+                err = _image_ok(target)
+                if err:
+                    problems.append(f"{name}: broken image {src} ({err})")
+            expected = _glue_figures(page, html_root)
+            if len(parsed.images) < expected:
+                problems.append(f"{name}: {len(parsed.images)} images for {expected} glued figures")
+            if screenshots is not None and name[: -len(".html")] in chapters:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                shot = screenshots / f"{page.stem}.png"
+                _browser(exe, profile, "--virtual-time-budget=5000", "--window-size=1280,2400",
+                         f"--screenshot={shot}", url)  # fmt: skip
+                if not shot.is_file() or shot.stat().st_size == 0:
+                    problems.append(f"{name}: no screenshot")
+    if unrendered_math:
+        # not a failure: the theme loads MathJax from a CDN, which a machine without internet cannot reach
+        print(f"check_book: note: LaTeX left unrendered on {len(unrendered_math)} pages (MathJax comes from a CDN; "
+              f"offline here?): {', '.join(unrendered_math[:5])}{' ...' if len(unrendered_math) > 5 else ''}")
+    print(f"check_book: {len(pages)} pages checked, {len(problems)} problems")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("html", nargs="?", default=str(ROOT / "_build" / "html"), help="the built book")
+    parser.add_argument("--screenshots", default=None, help="folder for one screenshot per chapter")
+    args = parser.parse_args(argv)
+    problems = check(Path(args.html), Path(args.screenshots) if args.screenshots else None)
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

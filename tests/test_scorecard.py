@@ -1,0 +1,99 @@
+"""The reproduction scorecard: claim files are checked, verdicts follow the cited ranges, stale or failed records are
+never used, and the committed claims and records fit together."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ibcore.scorecard import SCALES, evaluate, load_claims, load_records, notebook_digest, to_html, to_markdown, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = Path(__file__).resolve().parent / "fixtures" / "sweep_probe.ipynb"
+
+
+def _claim(**kw):
+    return {"paper": "P", "claim": "c", "paper_value": "v", "notebook": "probe", "number": "square",
+            "reproduced": [1.0, 2.0], "source": "s", **kw}  # fmt: skip
+
+
+@pytest.mark.parametrize("value, partly, expected", [
+    (1.5, None, "reproduced"), (1.0, None, "reproduced"), (2.0, None, "reproduced"), (2.5, None, "not"),
+    (2.5, [0.0, 3.0], "partly"), (3.5, [0.0, 3.0], "not"), (None, None, "not recorded"),
+    (math.nan, None, "not recorded"), (True, None, "not recorded"), (math.inf, [0.0, math.inf], "partly"),
+])  # fmt: skip
+def test_verdicts_follow_the_ranges(value, partly, expected):
+    claim = _claim(**({"partly": partly} if partly else {}))
+    assert verdict(claim, value) == expected
+
+
+def _repo(tmp_path, claims, records=None):
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(PROBE, tmp_path / "notebooks" / "probe.ipynb")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "scorecard.yaml").write_text(yaml.safe_dump(claims))
+    for scale, rec in (records or {}).items():
+        (tmp_path / "book" / "records" / scale).mkdir(parents=True)
+        (tmp_path / "book" / "records" / scale / "probe.json").write_text(json.dumps(rec))
+    return tmp_path
+
+
+@pytest.mark.parametrize("claim, message", [
+    ({"claim": "c"}, "missing keys"),
+    (_claim(colour=1), r"unknown keys \['colour'\]"),
+    (_claim(reproduced=[2.0, 1.0]), "low <= high"),
+    (_claim(partly=[1.5, 3.0]), "must contain the reproduced range"),
+    (_claim(notebook="nowhere"), "no notebook"),
+])  # fmt: skip
+def test_bad_claims_are_refused(tmp_path, claim, message):
+    with pytest.raises(ValueError, match=message):
+        load_claims(_repo(tmp_path, [claim]))
+
+
+def test_records_give_verdicts_and_stale_or_failed_ones_are_not_used(tmp_path):
+    digest = notebook_digest(PROBE)
+    ok = {"status": "ok", "numbers": {"square": 1.5}, "notebook_digest": digest}
+    root = _repo(tmp_path, [_claim(), _claim(number="absent"), _claim(number="square - other")],
+                 {"default": {**ok, "numbers": {"square": 1.5, "other": 0.25}},
+                  "paper": {**ok, "numbers": {"square": 9.0}}})  # fmt: skip
+    rows = evaluate(load_claims(root), {s: load_records(s, root) for s in SCALES})
+    assert rows[2]["ours"] == {"default": 1.25, "paper": None}
+    assert rows[0]["ours"] == {"default": 1.5, "paper": 9.0}
+    assert rows[0]["verdict"] == {"default": "reproduced", "paper": "not"}
+    assert rows[1]["verdict"]["default"] == "not recorded"
+    table = to_markdown(rows)
+    assert "**not** (paper scale)" in table and "1.5" in table
+    page = to_html(rows)
+    assert page.count("<tr>") == 1 + len(rows) and "<b>not</b> (paper scale)" in page and "<b>reproduced</b>" in page
+    # the notebook changes: its records are stale and are not used
+    (root / "book" / "records" / "default" / "probe.json").write_text(json.dumps({**ok, "notebook_digest": "x"}))
+    row = evaluate(load_claims(root), {"default": load_records("default", root)})[0]
+    assert row["ours"]["default"] is None and row["note"]["default"] == "stale record"
+    (root / "book" / "records" / "default" / "probe.json").write_text(json.dumps({**ok, "status": "failed"}))
+    row = evaluate(load_claims(root), {"default": load_records("default", root)})[0]
+    assert row["note"]["default"] == "run failed"
+
+
+def test_the_digest_ignores_outputs_but_not_code(tmp_path):
+    nb = json.loads(PROBE.read_text())
+    nb["cells"][2]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hello"}]
+    (tmp_path / "a.ipynb").write_text(json.dumps(nb))
+    assert notebook_digest(tmp_path / "a.ipynb") == notebook_digest(PROBE)
+    nb["cells"][2]["source"] = "x = 2"
+    (tmp_path / "a.ipynb").write_text(json.dumps(nb))
+    assert notebook_digest(tmp_path / "a.ipynb") != notebook_digest(PROBE)
+
+
+def test_the_committed_claims_load_and_their_numbers_are_recorded():
+    claims = load_claims(ROOT)
+    records = load_records("default", ROOT)
+    for c in claims:
+        rec = records.get(c["notebook"])
+        assert rec is not None, f"no default-scale record for {c['notebook']} (python -m ibcore.scorecard record)"
+        if rec["stale"]:
+            continue  # the scorecard page shows it as stale; recording again is a separate step
+        for term in c["number"].split(" - "):
+            assert term.strip() in rec["numbers"], f"{c['notebook']} records no number {term.strip()!r}"
