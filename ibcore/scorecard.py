@@ -139,7 +139,8 @@ def evaluate(claims: Sequence[dict], records: dict[str, dict[str, dict]]) -> lis
             row["ours"][scale] = value
             row["verdict"][scale] = verdict(c, value)
             if value is None and rec is not None:
-                row["note"][scale] = "stale record" if rec.get("stale") else f"run {rec.get('status')}"
+                row["note"][scale] = ("stale record" if rec.get("stale") else f"run {rec.get('status')}"
+                                      if rec.get("status") != "ok" else "number not recorded")  # fmt: skip
         rows.append(row)
     return rows
 

@@ -63,7 +63,7 @@ def test_records_give_verdicts_and_stale_or_failed_ones_are_not_used(tmp_path):
     assert rows[2]["ours"] == {"default": 1.25, "paper": None}
     assert rows[0]["ours"] == {"default": 1.5, "paper": 9.0}
     assert rows[0]["verdict"] == {"default": "reproduced", "paper": "not"}
-    assert rows[1]["verdict"]["default"] == "not recorded"
+    assert rows[1]["verdict"]["default"] == "not recorded" and rows[1]["note"]["default"] == "number not recorded"
     table = to_markdown(rows)
     assert "**not** (paper scale)" in table and "1.5" in table
     page = to_html(rows)
