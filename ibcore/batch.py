@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -87,12 +88,18 @@ def _as_list(name: str, values) -> list:
     return values
 
 
+@functools.lru_cache(maxsize=32)
+def _declared(notebook: str, mtime_ns: int) -> dict:
+    # the notebook's parameters cell, read once per version of the file (a sweep checks every run against it)
+    import papermill as pm
+
+    return pm.inspect_notebook(notebook)
+
+
 def check_parameters(notebook: str | os.PathLike, parameters: dict) -> None:
     """Raise ``ValueError`` if a name is not in the notebook's ``parameters`` cell or a value's type does not fit
     the declared one (``int`` where ``float`` is declared is accepted; ``None`` only where the default is None)."""
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(notebook))
+    declared = _declared(str(notebook), Path(notebook).stat().st_mtime_ns)
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise ValueError(f"{Path(notebook).name}: unknown parameters {unknown}; the notebook declares {sorted(declared)}")
