@@ -54,6 +54,8 @@ from pathlib import Path
 
 import yaml
 
+from ._io import write_atomic
+
 __all__ = ["Run", "load_sweep", "check_parameters", "run_one", "run_sweep", "collect", "summarise", "main"]
 
 _KEYS = {"notebook", "output", "params_file", "parameters", "grid", "runs", "repeats", "seed_parameter", "kernel"}
@@ -164,20 +166,6 @@ def load_sweep(path: str | os.PathLike) -> tuple[list[Run], Path]:
     return runs, output
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _glued(nb) -> dict:
     """The values a notebook glues (myst_nb.glue / scrapbook records), figures left out."""
     numbers = {}
@@ -253,7 +241,7 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     finally:
         Path(tmp).unlink(missing_ok=True)
     result["seconds"] = time.time() - started
-    _write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
+    write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
     return result
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from ._io import write_atomic
 from .estimators.interface import MIEstimator
 from .training import RecordLayers, _AtEpochs
 
@@ -336,17 +336,7 @@ def phases(epochs, values, *, min_drop: float = 0.0) -> list[dict]:
 
 def save_records(records: list[dict], path: str | os.PathLike) -> None:
     """Write records as JSON atomically (a temporary file renamed into place), so a crash leaves no partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(records, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(records))
 
 
 def load_records(path: str | os.PathLike) -> list[dict]:

@@ -189,7 +189,8 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     under ``<root>/results/scorecard``) and copy each successful ``result.json``, with the notebook's digest, to
     ``<root>/book/records/<scale>/<notebook>.json``."""
     root = Path(root)
-    from .batch import Run, _run_id, _write_atomic, check_parameters, run_sweep
+    from ._io import write_atomic
+    from .batch import Run, _run_id, check_parameters, run_sweep
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -211,7 +212,7 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     for run, res in zip(runs, results):
         if res and res["status"] == "ok":
             res = {**res, "notebook_digest": notebook_digest(run.notebook)}
-            _write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
+            write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
     return results
 
 
