@@ -156,9 +156,8 @@ class InfiniteEnsemble:
         return -torch.expm1(-self.lam * t / self.n) / self.lam
 
     def _decay(self, t: float) -> torch.Tensor:
-        """E = e^(-Theta t / n) on the training inputs, ``(n, n)``."""
-        e = torch.zeros_like(self.lam) if math.isinf(t) else torch.exp(-self.lam * t / self.n)
-        return (self.v * e) @ self.v.T
+        """E = e^(-Theta t / n) on the training inputs for a finite ``t``, ``(n, n)``."""
+        return (self.v * torch.exp(-self.lam * t / self.n)) @ self.v.T
 
     def predict(self, x, t: float, *, full_cov: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The ensemble's output distribution at inputs ``x`` after training time ``t``: the mean ``(m, k)`` and the
