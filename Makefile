@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine (see README.md):
-#   make book   set up .venv, then build the rendered book, executing every notebook
-#   make test   set up .venv, then run every test (unit tests, doctests, notebooks under nbval)
+#   make test   set up .venv, then run every test (unit tests, doctests, notebooks under nbval); each notebook
+#               executes once, and the executions that passed go into the book's cache (notebooks/conftest.py)
+#   make book   set up .venv, then build the rendered book: from that cache where it is current, executing
+#               only what it lacks (everything, on a fresh clone)
 PYTHON ?= python3
 VENV ?= .venv
 # torch 2.13.0 is a CPU build from local disk on the project's machines and the CUDA build from PyPI elsewhere;
@@ -8,7 +10,6 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-BOOK_STAMP := _build/.ibcore-sources
 
 .PHONY: book test bench clean setup browser-check
 setup: $(INSTALLED)
@@ -20,12 +21,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ibcore)" > /dev/null
 	touch $@
 
-# Jupyter Book's execution cache hashes only the notebooks' code: when ibcore changes, drop the cache.
-$(BOOK_STAMP): $(shell find ibcore -name '*.py') $(INSTALLED)
-	rm -rf _build/.jupyter_cache _build/.doctrees _build/html _build/jupyter_execute
-	mkdir -p _build && touch $@
-
-book: $(INSTALLED) $(BOOK_STAMP)
+# Jupyter Book's execution cache hashes only the notebooks' code: `bookcache prepare` empties it when ibcore, the
+# records or the numerical packages changed since it was filled (a content hash, not file times).
+book: $(INSTALLED)
+	$(BIN)/python -m ibcore.bookcache prepare
 	$(BIN)/jupyter-book build . -W --keep-going
 
 test: $(INSTALLED)

@@ -1,0 +1,143 @@
+"""The notebook tests: every notebook executed once, under nbval, and that execution is the one the book shows.
+
+nbval runs each notebook top to bottom in a fresh kernel (in its own folder, as the book build does); every code
+cell is a test item, so a failing range check is its own failure naming the notebook, the cell and, through the
+check's assertion message, the value. Cells tagged ``remove-cell`` hold the checks and are hidden in the book.
+
+Beyond nbval, these hooks keep what nbval executed: each cell's outputs are written back into the notebook, and a
+notebook whose cells all passed is saved to ``_build/executed/`` with the time it took. At the end of the session
+those executions go into the book's jupyter-cache (``ibcore.bookcache.fill``), so ``make book`` renders exactly the
+outputs whose numbers were checked and executes nothing. A notebook with a failing cell is not cached: the book
+build executes it again and fails on it. ``_build/notebook-times.json`` lists each notebook's time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ibcore import bookcache
+from ibcore._io import write_atomic
+
+EXECUTED = bookcache.BUILD / "executed"
+TIMES = bookcache.BUILD / "notebook-times.json"
+# Longest first, so that the two xdist workers finish together (seconds on 2 cores, from _build/notebook-times.json;
+# a notebook missing here runs after these, in collection order).
+LONGEST_FIRST = ()
+
+
+def _is_nbval_cell(item) -> bool:
+    return type(item).__name__ == "IPyNbCell" and hasattr(item, "cell_num")
+
+
+class _Execution:
+    """What nbval ran of one notebook: outputs written into its cells, per-cell times and outcomes."""
+
+    def __init__(self, parent, fingerprint: str):
+        self.parent = parent
+        self.fingerprint = fingerprint
+        self.n_cells = sum(1 for c in parent.nb.cells if c.cell_type == "code")
+        self.started = time.time()
+        self.seconds = 0.0
+        self.cells: list[dict] = []
+
+    def record(self, item, seconds: float, passed: bool) -> None:
+        cell = item.cell
+        # nbval keeps the outputs it read from the kernel on the item; the execution count is the kernel's, which in a
+        # fresh kernel running the cells in order is their position.
+        cell.outputs = list(item.test_outputs or [])
+        cell.execution_count = item.cell_num + 1
+        for out in cell.outputs:
+            if out.get("output_type") == "execute_result":
+                out["execution_count"] = cell.execution_count
+        self.seconds += seconds
+        self.cells.append({"cell": item.cell_num, "seconds": round(seconds, 3), "passed": passed})
+
+    @property
+    def done(self) -> bool:
+        return len(self.cells) == self.n_cells
+
+    def save(self) -> None:
+        import nbformat
+
+        source = Path(str(self.parent.fspath)).resolve()
+        name = source.stem
+        passed = all(c["passed"] for c in self.cells)
+        nb_path = EXECUTED / f"{name}.ipynb"
+        if passed:
+            write_atomic(nb_path, nbformat.writes(self.parent.nb))
+        else:
+            nb_path.unlink(missing_ok=True)
+        shown = source.relative_to(bookcache.ROOT) if source.is_relative_to(bookcache.ROOT) else source
+        summary = {"notebook": shown.as_posix(), "source": str(source), "passed": passed, "seconds": round(self.seconds, 1),
+                   "wall_seconds": round(time.time() - self.started, 1), "fingerprint": self.fingerprint,
+                   "finished": time.time(), "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+                   "cells": self.cells}  # fmt: skip
+        write_atomic(EXECUTED / f"{name}.json", json.dumps(summary, indent=1) + "\n")
+
+
+_executions: dict[str, _Execution] = {}
+_session_start = time.time()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Notebooks first, longest first: they are most of the run, and one left for the end keeps a core idle.
+    order = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def key(pair):
+        index, item = pair
+        if not _is_nbval_cell(item):
+            return (1, 0, index)
+        return (0, order.get(Path(str(item.fspath)).stem, len(order)), index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=key)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    start = time.perf_counter()
+    outcome = yield
+    if not _is_nbval_cell(item):
+        return
+    key = str(item.parent.fspath)
+    if key not in _executions:
+        _executions[key] = _Execution(item.parent, bookcache.fingerprint())
+    execution = _executions[key]
+    execution.record(item, time.perf_counter() - start, passed=outcome.excinfo is None)
+    if execution.done:
+        execution.save()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller collects what the workers saved
+        return
+    summaries = []
+    for path in sorted(EXECUTED.glob("*.json")) if EXECUTED.is_dir() else []:
+        summary = json.loads(path.read_text())
+        if summary["finished"] >= _session_start:
+            summaries.append(summary)
+    if not summaries:
+        return
+    current = bookcache.fingerprint()
+    fresh = [(EXECUTED / f"{Path(s['notebook']).stem}.ipynb", s["source"], s["seconds"])
+             for s in summaries if s["passed"] and s["fingerprint"] == current]  # fmt: skip
+    bookcache.fill(fresh)
+    previous = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
+    previous.update({s["notebook"]: {k: s[k] for k in ("seconds", "wall_seconds", "passed", "worker")}
+                     for s in summaries})  # fmt: skip
+    write_atomic(TIMES, json.dumps(previous, indent=1, sort_keys=True) + "\n")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    reporter.write_sep("-", "notebooks: each executed once (nbval), for the range checks and for the book")
+    for s in sorted(summaries, key=lambda s: -s["seconds"]):
+        stale = s["passed"] and s["fingerprint"] != current
+        state = "cached for the book" if s["passed"] and not stale else (
+            "NOT cached: ibcore changed during the run" if stale else "FAILED: not cached, the book will re-execute it")
+        reporter.write_line(f"{s['seconds']:8.1f} s  {s['notebook']:<36} [{s['worker']}] {state}")
+    reporter.write_line(f"{sum(s['seconds'] for s in summaries):8.1f} s  in all ({len(fresh)} of {len(summaries)} "
+                        f"cached in {bookcache.CACHE})")  # fmt: skip
