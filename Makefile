@@ -40,7 +40,8 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_batch.py
 
 # The rendered book opened page by page in headless Chromium (Debian's chromium package; installed here if missing
-# and apt-get is allowed): fails on pages that did not render, broken images, unresolved glue, missing figures.
+# and apt-get is allowed): fails on pages that did not render, broken images, unresolved glue, missing figures,
+# formulas MathJax (served from the book itself) did not typeset, raw TeX, and scripts that point off the machine.
 browser-check: book
 	command -v chromium > /dev/null || apt-get install -y -q chromium
 	$(BIN)/python tests/browser/check_book.py _build/html --screenshots _build/screenshots

@@ -5,7 +5,14 @@ Fails (exit status 1, one line per problem) on
 - a page that did not render: no ``<main>`` with a heading and some text after the browser ran the page's scripts;
 - a broken image: an ``<img>`` whose file is missing, empty or does not decode, or that points off the machine;
 - an unresolved glue reference: ``{glue`` role or directive text left in the page, or myst-nb's placeholder;
-- a missing figure: a chapter with fewer images than its source has ``{glue}`` figure directives.
+- a missing figure: a chapter with fewer images than its source has ``{glue}`` figure directives;
+- math that did not typeset: a page on which Sphinx put formulas (elements of class ``math``) but that shows fewer
+  MathJax outputs (``<mjx-container>``) once the browser ran its scripts, or a MathJax error (``<mjx-merror>``);
+- raw TeX left in the page's prose (``\\(``, ``\\[``, ``\\begin{``, ``$...$`` or ``$$...$$``; text in ``<pre>``,
+  ``<code>``, ``<script>`` and ``<style>`` does not count, so ``$HOME`` in a shell snippet is fine), on any page;
+- a script that points off the machine (``http``, ``https`` or ``//``: the book must work offline) or whose local
+  file is missing. MathJax 3 is served from the book itself (``_static/mathjax/tex-chtml.js``, copied there by the
+  ``sphinx-mathjax-offline`` extension enabled in ``_config.yml``).
 
 Saves one screenshot (the top 1280 x 2400 pixels) per chapter of ``_toc.yml`` for review.
 
@@ -32,15 +39,21 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 class _Page(html.parser.HTMLParser):
-    """Images, headings and the visible text inside ``<main>``."""
+    """Images, headings, the visible text and the prose inside ``<main>``; scripts, formulas and MathJax output."""
 
     def __init__(self) -> None:
         super().__init__()
         self.images: list[str] = []
+        self.scripts: list[str] = []  # the src of every <script src=...> in the page
+        self.math = 0  # elements Sphinx marked as formulas (class "math")
+        self.mjx = 0  # MathJax output: <mjx-container> elements
+        self.mjx_errors: list[str] = []  # MathJax's error messages (<mjx-merror data-mjx-error=...>)
         self.in_main = 0
         self.headings = 0
-        self.text: list[str] = []
+        self.text: list[str] = []  # visible text in <main> (all but <script> and <style>)
+        self.prose: list[str] = []  # the same without <pre> and <code>: where TeX must not be left raw
         self._skip = 0
+        self._code = 0
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -48,6 +61,16 @@ class _Page(html.parser.HTMLParser):
             self.in_main += 1
         if tag in ("script", "style"):
             self._skip += 1
+        if tag in ("pre", "code"):
+            self._code += 1
+        if tag == "script" and attrs.get("src"):
+            self.scripts.append(attrs["src"])
+        if "math" in (attrs.get("class") or "").split():
+            self.math += 1
+        if tag == "mjx-container":
+            self.mjx += 1
+        if tag == "mjx-merror":
+            self.mjx_errors.append(attrs.get("data-mjx-error") or "error")
         if self.in_main and tag == "h1":
             self.headings += 1
         if self.in_main and tag == "img":
@@ -57,11 +80,35 @@ class _Page(html.parser.HTMLParser):
         if tag == "main":
             self.in_main -= 1
         if tag in ("script", "style"):
-            self._skip -= 1
+            self._skip = max(0, self._skip - 1)
+        if tag in ("pre", "code"):
+            self._code = max(0, self._code - 1)
 
     def handle_data(self, data):
         if self.in_main and not self._skip:
             self.text.append(data)
+            if not self._code:
+                self.prose.append(data)
+
+
+# TeX that MathJax would have replaced: \( \[ \begin{ anywhere, $$...$$, and $...$ by pandoc's rule (no space after
+# the opening or before the closing dollar, no digit after the closing one: "$5 and $10" is not a formula)
+_RAW_TEX = re.compile(r"\\\(|\\\[|\\begin\{|\$\$[^$]+?\$\$|(?<![\\$])\$(?![\s$])[^$\n]{1,300}?(?<![\s\\])\$(?![\d$])")
+
+
+def _script_problem(src: str, page: Path) -> str | None:
+    parts = urlparse(src)
+    if parts.scheme in ("http", "https") or (not parts.scheme and parts.netloc) or src.startswith("//"):
+        return "points off the machine"
+    if parts.scheme in ("data", "blob"):
+        return None
+    if parts.scheme == "file":
+        target = Path(unquote(parts.path))
+    elif not parts.scheme:
+        target = (page.parent / unquote(parts.path)).resolve()
+    else:
+        return f"has an unexpected scheme {parts.scheme!r}"
+    return None if target.is_file() else "is missing"
 
 
 def _chromium() -> str:
@@ -118,7 +165,7 @@ def _chapters() -> set[str]:
 def check(html_root: Path, screenshots: Path | None) -> list[str]:
     exe = _chromium()
     chapters = _chapters()
-    unrendered_math: list[str] = []
+    with_math: list[str] = []  # "page (MathJax outputs/formulas)" for each page with formulas
     problems: list[str] = []
     pages = sorted(p for p in html_root.rglob("*.html")
                    if p.name not in SKIP and not any(part.startswith("_") for part in p.relative_to(html_root).parts)
@@ -139,8 +186,23 @@ def check(html_root: Path, screenshots: Path | None) -> list[str]:
             text = " ".join(" ".join(parsed.text).split())
             if parsed.headings == 0 or len(text) < 200:
                 problems.append(f"{name}: did not render (headings {parsed.headings}, {len(text)} characters of text)")
-            if "\\(" in text or "\\[" in text:
-                unrendered_math.append(name)
+            source = _Page()
+            source.feed(page.read_text(errors="replace"))
+            if source.math:
+                with_math.append(f"{name} ({parsed.mjx}/{source.math})")
+                if parsed.mjx < source.math:  # MathJax typesets every formula or, without its script, none
+                    problems.append(f"{name}: formulas not typeset ({source.math} math elements, "
+                                    f"{parsed.mjx} MathJax outputs)")
+            for err in sorted(set(parsed.mjx_errors)):
+                problems.append(f"{name}: MathJax error in a formula ({err})")
+            prose = " ".join(" ".join(parsed.prose).split())
+            raw = _RAW_TEX.search(prose)
+            if raw:
+                problems.append(f"{name}: raw TeX left in the text ({prose[raw.start() : raw.start() + 60]!r})")
+            for src in dict.fromkeys(source.scripts + parsed.scripts):  # the file's and those added by scripts
+                err = _script_problem(src, page)
+                if err:
+                    problems.append(f"{name}: script {src} {err}")
             for marker in ("{glue:", "{glue}", "Could not find glue", "glue key"):
                 if marker in text:
                     problems.append(f"{name}: unresolved glue reference ({marker!r} in the page)")
@@ -165,11 +227,8 @@ def check(html_root: Path, screenshots: Path | None) -> list[str]:
                          f"--screenshot={shot}", url)  # fmt: skip
                 if not shot.is_file() or shot.stat().st_size == 0:
                     problems.append(f"{name}: no screenshot")
-    if unrendered_math:
-        # not a failure: the theme loads MathJax from a CDN, which a machine without internet cannot reach
-        print(f"check_book: note: LaTeX left unrendered on {len(unrendered_math)} pages (MathJax comes from a CDN; "
-              f"offline here?): {', '.join(unrendered_math[:5])}{' ...' if len(unrendered_math) > 5 else ''}")
-    print(f"check_book: {len(pages)} pages checked, {len(problems)} problems")
+    print(f"check_book: formulas typeset (MathJax outputs/formulas) on {', '.join(with_math) or 'no page'}")
+    print(f"check_book: {len(pages)} pages checked ({len(with_math)} with formulas), {len(problems)} problems")
     return problems
 
 
