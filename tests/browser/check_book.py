@@ -147,11 +147,26 @@ def _image_ok(path: Path) -> str | None:
 
 
 def _glue_figures(page: Path, html_root: Path) -> int:
-    """The number of ``{glue}`` figure directives in the page's markdown source (0 for notebooks)."""
+    """The number of ``{glue}`` directives in the page's markdown source that glue a figure (0 for notebooks).
+
+    What a key holds is read from the glue files myst-nb writes beside the executed notebooks
+    (``_build/jupyter_execute/<doc>.glue.json``): a key that glues a table or a sentence is not a figure. Without that
+    file every directive counts."""
+    import json
+
     source = ROOT / page.relative_to(html_root).with_suffix(".md")
     if not source.is_file():
         return 0
-    return len(re.findall(r"^```\{glue\}", source.read_text(), flags=re.M))
+    count = 0
+    for key, doc in re.findall(r"^```\{glue\}\s*(\S+)\s*\n(?::doc:\s*(\S+))?", source.read_text(), flags=re.M):
+        target = (source.parent / doc).resolve() if doc else source
+        glue = html_root.parent / "jupyter_execute" / target.relative_to(ROOT).with_suffix(".glue.json")
+        if not glue.is_file():
+            count += 1
+            continue
+        data = json.loads(glue.read_text()).get(key, {}).get("data", {})
+        count += any(mime.startswith("image/") for mime in data) or not data
+    return count
 
 
 def _chapters() -> set[str]:
