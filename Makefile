@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: book test bench clean setup browser-check
+.PHONY: book test bench clean setup browser-check gpu-check
 setup: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml
@@ -39,11 +39,14 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_lossy.py
 	$(BIN)/python benchmarks/bench_batch.py
 
+gpu-check: $(INSTALLED)
+	$(BIN)/python benchmarks/gpu_check.py
+
 # The rendered book opened page by page in headless Chromium (Debian's chromium package; installed here if missing
 # and apt-get is allowed): fails on pages that did not render, broken images, unresolved glue, missing figures,
 # formulas MathJax (served from the book itself) did not typeset, raw TeX, and scripts that point off the machine.
 browser-check: book
-	command -v chromium > /dev/null || apt-get install -y -q chromium
+	command -v chromium > /dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	$(BIN)/python tests/browser/check_book.py _build/html --screenshots _build/screenshots
 
 clean:

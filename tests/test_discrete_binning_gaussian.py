@@ -28,12 +28,22 @@ def rows(a):
 # --- discrete ---------------------------------------------------------------------------------------------------
 
 
-def test_discrete_mi_closed_forms():
-    x = np.arange(8) % 4  # uniform on 4 symbols
+def test_discrete_mi_closed_forms(device):
+    x = (torch.arange(8) % 4).to(device)  # uniform on 4 symbols; the estimators follow their data's device
     assert DiscreteMI().estimate(x, x).value == pytest.approx(math.log(4), abs=1e-12)
     assert DiscreteMI().estimate(x, x % 2).value == pytest.approx(math.log(2), abs=1e-12)
-    assert DiscreteMI().estimate(x, np.zeros(8, int)).value == pytest.approx(0.0, abs=1e-12)
+    assert DiscreteMI().estimate(x, torch.zeros_like(x)).value == pytest.approx(0.0, abs=1e-12)
     assert DiscreteEntropy().estimate(x).bits == pytest.approx(2.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
+def test_row_codes_stay_on_the_device(dtype, device, on_device):
+    t = torch.from_numpy(np.random.default_rng(0).integers(-3, 3, size=(300, 4))).to(device=device, dtype=dtype)
+    groups = torch.from_numpy(np.random.default_rng(1).integers(0, 3, 300)).to(device)
+    codes, grouped = row_codes(t), row_codes(t, groups)
+    on_device(codes, grouped)
+    assert _same_partition(codes.cpu(), row_codes(t.cpu()))
+    assert _same_partition(grouped.cpu(), row_codes(t.cpu(), groups.cpu()))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -110,13 +120,14 @@ def test_bin_codes_match_digitize(n_bins):
     np.testing.assert_array_equal(codes, binning_reference(t, n_bins, -1, 1))
 
 
-def test_binning_mi_matches_reference():
+def test_binning_mi_matches_reference(device, on_device):
     rng = np.random.default_rng(1)
     t = np.tanh(rng.normal(size=(1000, 3)))
     ids = np.arange(1000)
     labels = (t[:, 0] > 0).astype(np.int64)
     b = binning_reference(t, 10, -1, 1)
-    est = Binning(n_bins=10, bounds=(-1, 1))
+    on_device(bin_codes(torch.from_numpy(t).to(device), n_bins=10, bounds=(-1, 1)))
+    est = Binning(n_bins=10, bounds=(-1, 1), device=device)
     assert est.estimate(ids, t).value == pytest.approx(plugin_mi_reference(ids.tolist(), rows(b)), abs=1e-12)
     assert est.estimate(t, labels).value == pytest.approx(plugin_mi_reference(rows(b), labels.tolist()), abs=1e-12)
 
@@ -172,11 +183,11 @@ def test_gaussian_estimator_recovers_closed_form(mi, dim):
     assert GaussianMI().estimate(x, y).value == pytest.approx(mi, abs=0.02)
 
 
-def test_gaussian_estimator_is_invariant_to_linear_maps():
+def test_gaussian_estimator_is_invariant_to_linear_maps(device):
     x, y = correlated_gaussian(2000, mi=1.0, dim=2, seed=4)
-    a = GaussianMI().estimate(x, y).value
+    a = GaussianMI(device=device).estimate(x, y).value
     m = np.array([[2.0, 1.0], [0.0, 3.0]])
-    assert GaussianMI().estimate(x @ m + 5, -y).value == pytest.approx(a, abs=1e-10)
+    assert GaussianMI(device=device).estimate(x @ m + 5, -y).value == pytest.approx(a, abs=1e-10)
 
 
 def test_gaussian_estimator_refuses_degenerate_data():

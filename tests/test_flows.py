@@ -118,10 +118,10 @@ def test_ml_likelihood_is_the_minibatch_maximum_likelihood_gaussian():
 
 
 @pytest.mark.parametrize("name", ["mienf", "tridiag-mienf"])
-def test_gaussian_task_within_the_paper_tolerance(name):
+def test_gaussian_task_within_the_paper_tolerance(name, device):
     # Correlated Gaussian, 2 + 2 dims, I = 4 nats; closed form I = -(d/2) ln(1 - rho^2).
     x, y = tasks.correlated_gaussian(3000, mi=4.0, dim=2, seed=3)
-    r = est.make(name, **FAST).estimate(x, y)
+    r = est.make(name, **FAST, device=device).estimate(x, y)
     assert abs(r.value - 4.0) <= _tolerance(4.0), r
 
 
@@ -150,20 +150,21 @@ def test_independent_data_give_about_zero():
     assert abs(r.value) < 0.1 and r.std is not None and r.std < 0.1, r
 
 
-def test_images_are_accepted_and_flattened():
+def test_images_are_accepted_and_flattened(device):
     x, y = tasks.image_pair(120, 2.0, "bumps", 8, seed=0)
-    r = est.make("mienf", epochs=2, batch_size=64, couplings=2, channels=4, latent=2).estimate(x, y)
+    r = est.make("mienf", epochs=2, batch_size=64, couplings=2, channels=4, latent=2, device=device).estimate(x, y)
     assert math.isfinite(r.value) and r.diagnostics["latent"] == 2 and r.n_samples == 120
     # (n, C, H, W) works too
-    r = est.make("tridiag-mienf", epochs=2, batch_size=64, couplings=2, channels=4, latent=2).estimate(
+    r = est.make("tridiag-mienf", epochs=2, batch_size=64, couplings=2, channels=4, latent=2, device=device).estimate(
         x[:, None], y[:, None]
     )
     assert math.isfinite(r.value)
 
 
-def test_diagnostics_report_the_training():
+def test_diagnostics_report_the_training(device):
     x, y = tasks.correlated_gaussian(600, mi=1.0, dim=2, seed=0)
-    r = est.make("tridiag-mienf", epochs=5, batch_size=128, patience=0).estimate(x, y)
+    r = est.make("tridiag-mienf", epochs=5, batch_size=128, patience=0, device=device).estimate(x, y)
+    assert r.params["device"] == device
     d = r.diagnostics
     assert d["epochs_run"] == 5 and len(d["curve"]) == 5 and len(d["held_out_nll"]) == 5
     assert d["n_train"] + d["n_held_out"] == 600 and d["latent"] == 2
@@ -171,11 +172,58 @@ def test_diagnostics_report_the_training():
     assert r.value == pytest.approx(d["curve"][-1])
 
 
-def test_global_random_state_is_untouched():
+def test_global_random_state_is_untouched(device):
     x, y = tasks.correlated_gaussian(200, mi=1.0, dim=2, seed=0)
     before = torch.get_rng_state()
-    est.make("mienf", epochs=2).estimate(x, y)
+    cuda_before = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    est.make("mienf", epochs=2, device=device).estimate(x, y)
     assert torch.equal(before, torch.get_rng_state())
+    if cuda_before is not None:
+        assert torch.equal(cuda_before, torch.cuda.get_rng_state(device))
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_flows_live_on_the_device_and_keep_their_masks_out_of_the_state(image, device, on_device):
+    # The pair flow moved to the device takes its parameters, buffers (masks and the split indices computed once
+    # from them) there, and so do its latents; the split indices are not saved (they follow from the masks).
+    dim = 16 if image else 3
+
+    def side():
+        if image:
+            return image_flow((1, 4, 4), couplings=2, channels=4, head=4, head_couplings=2, hidden=(8,), bins=4)
+        return side_flow(3, couplings=2, hidden=(8,))
+
+    model = PairFlow(side(), side(), 2, "ml", seed=0).to(device)
+    on_device(model)
+    assert not [k for k in model.state_dict() if k.endswith(("idx_a", "idx_b", "kept_at", "changed_at"))]
+    _randomise(model)
+    model.double()  # float64: random layers stretch rounding differences a lot (and CUDA convolutions use TF32)
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(20, dim, generator=g, dtype=torch.float64).to(device) for _ in "xy")
+    with torch.no_grad():
+        xi, eta, ladj = model.latents(x, y)
+        on_device(xi, eta, ladj, model(x, y))
+        # the same transformation on the CPU: float64 rounding, stretched by the random layers, stays below 1e-6
+        cpu = PairFlow(side(), side(), 2, "ml", seed=0).double()
+        cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+        torch.testing.assert_close(cpu.latents(x.cpu(), y.cpu())[0], xi.cpu(), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mienf", "tridiag-mienf"])
+def test_flow_training_does_not_sync_with_the_host_inside_an_epoch(name, device, host_syncs):
+    # Twice the training steps per epoch (batch 32 instead of 64), the same host syncs: the couplings take their
+    # split indices from buffers, not from mask.nonzero() in every forward pass. Without the orthogonal layer:
+    # torch.linalg.matrix_exp of one matrix syncs on CUDA (it reads the matrix norm back to pick its Taylor degree),
+    # so each forward pass through the learnable rotation syncs once or more.
+    host_syncs.require()
+    x, y = tasks.correlated_gaussian(400, mi=1.0, dim=2, seed=0)
+
+    def run(batch):
+        flow = est.make(name, epochs=2, batch_size=batch, couplings=2, hidden=(16,), patience=0, orthogonal=False,
+                        device=device)  # fmt: skip
+        return host_syncs(lambda: flow.estimate(x, y))
+
+    assert run(32) == run(64)
 
 
 @pytest.mark.parametrize(

@@ -52,17 +52,18 @@ def test_phases_split_rises_and_falls_and_merge_small_falls():
         phases([0, 1], [1.0, 2.0], min_drop=-1)
 
 
-def test_information_plane_takes_a_pair_of_estimators():
+def test_information_plane_takes_a_pair_of_estimators(device):
     from ibcore.estimators import PCA, LossyMI
     from ibcore.nets import MLP
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(400, 5, generator=g)
+    x = torch.randn(400, 5, generator=g).to(device)  # the network, the compression and the estimators follow it
     y = (x[:, 0] > 0).long()
     # one principal component per layer: the 2-unit softmax output sums to 1 and cannot be whitened whole
     pair = (LossyMI("entropy-mi", y_compressor=PCA(1)), LossyMI("class-mi", x_compressor=PCA(1)))
     plane = InformationPlane(x, y, {"lossy": pair}, epochs=[0], x_ids=x[:, :2])
-    plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((5, 6, 4, 2), seeds=[3], activation="tanh")})())
+    net = MLP((5, 6, 4, 2), seeds=[3], activation="tanh", device=device)
+    plane.on_epoch_end(type("S", (), {"epoch": 0, "model": net})())
     assert [r["layer"] for r in plane.records] == [1, 2, 3]
     for r in plane.records:
         assert r["model"] == 3 and -0.2 < r["i_ty"] <= math.log(2) + 0.1 and r["i_xt"] > 0

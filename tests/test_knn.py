@@ -18,7 +18,6 @@ from ibcore.tasks import correlated_gaussian
 BACKENDS = ["torch", "kdtree"]
 N_REF = 250  # the pure-Python reference is O(N^2)
 REF_ATOL = 1e-9
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def _ref_data(dim: int, seed: int = 0):
@@ -94,16 +93,38 @@ def test_cuda_code_path_on_cpu(monkeypatch):
 # ---------------------------------------------------------------- chunking, determinism, dtypes
 
 
-def test_chunk_size_does_not_change_the_result():
+def test_chunk_size_does_not_change_the_result(device):
     x, y = correlated_gaussian(300, 1.0, 2, seed=4)
-    full = KSG(backend="torch").estimate(x, y)
-    tiny = KSG(backend="torch", chunk_size=7).estimate(x, y)
+    full = KSG(backend="torch", device=device).estimate(x, y)
+    tiny = KSG(backend="torch", chunk_size=7, device=device).estimate(x, y)
     assert full.diagnostics["chunk_size"] == 300 and tiny.diagnostics["chunk_size"] == 7
+    assert torch.device(full.diagnostics["device"]).type == device.type
     assert tiny.value == full.value
     for metric in ["euclidean", "chebyshev"]:
-        a = KozachenkoLeonenko(backend="torch", metric=metric).estimate(x).value
-        b = KozachenkoLeonenko(backend="torch", metric=metric, chunk_size=11).estimate(x).value
+        a = KozachenkoLeonenko(backend="torch", metric=metric, device=device).estimate(x).value
+        b = KozachenkoLeonenko(backend="torch", metric=metric, chunk_size=11, device=device).estimate(x).value
         assert a == b
+
+
+def test_chunks_and_their_memory_budget_stay_on_the_device(device, on_device):
+    # The brute-force pass keeps its distances, radii and counts on the data's device; without chunk_size the
+    # chunk comes from the memory budget (on CUDA: the free GPU memory), at least 1 row and at most all of them.
+    x, y = (torch.from_numpy(a).to(device) for a in correlated_gaussian(200, 1.0, 2, seed=4))
+    chunk = knn._chunk_rows(None, 200, 4, x)
+    assert isinstance(chunk, int) and 1 <= chunk <= 200
+    eps, nx, ny = knn._ksg_torch(x, y, 3, 64)
+    on_device(eps, nx, ny)
+    assert eps.shape == nx.shape == ny.shape == (200,) and bool((eps > 0).all())
+
+
+def test_knn_chunks_do_not_sync_with_the_host(device, host_syncs):
+    # Twice the chunks, the same number of host syncs: nothing in the chunk loop waits for the GPU (the syncs left
+    # are the validation, the backend's checks and the final float()).
+    host_syncs.require()
+    x, y = (torch.from_numpy(a).to(device) for a in correlated_gaussian(400, 1.0, 2, seed=4))
+    for name, args in [("ksg", (x, y)), ("kl", (x,)), ("wkl", (x,))]:
+        counts = [host_syncs(lambda c=c: make(name, backend="torch", chunk_size=c).estimate(*args)) for c in (200, 100)]
+        assert counts[1] == counts[0], (name, counts)  # 2 vs 4 chunks
 
 
 def test_same_seed_same_value_and_inputs_untouched():
@@ -115,12 +136,12 @@ def test_same_seed_same_value_and_inputs_untouched():
     assert np.array_equal(x, x_copy)  # jitter is added to a copy
 
 
-def test_float32_and_torch_input():
+def test_float32_and_torch_input(device):
     x, y = correlated_gaussian(300, 0.5, 2, seed=7)
-    est = KSG(backend="torch").estimate(torch.from_numpy(x).float(), torch.from_numpy(y).float())
-    assert est.diagnostics["dtype"] == "float32"
+    est = KSG(backend="torch").estimate(torch.from_numpy(x).float().to(device), torch.from_numpy(y).float().to(device))
+    assert est.diagnostics["dtype"] == "float32" and torch.device(est.diagnostics["device"]).type == device.type
     assert math.isfinite(est.value)
-    h = KozachenkoLeonenko().estimate(torch.from_numpy(x).half())
+    h = KozachenkoLeonenko().estimate(torch.from_numpy(x).half().to(device))
     assert math.isfinite(h.value)
 
 
@@ -237,23 +258,28 @@ def test_bad_inputs():
         KozachenkoLeonenko().estimate(bad)
 
 
-# ---------------------------------------------------------------- CUDA (skipped without a GPU)
+# ---------------------------------------------------------------- on the device of the run (pytest --device cuda)
 
 
-@cuda
-def test_kdtree_refuses_cuda_data():
+def test_kdtree_refuses_data_off_the_cpu(device):
+    if device.type == "cpu":
+        pytest.skip("the k-d tree runs on the CPU: nothing to refuse there")
     x, y = correlated_gaussian(50, 0.5, 1, seed=0)
     with pytest.raises(ValueError, match="CPU only"):
-        KSG(backend="kdtree", device="cuda").estimate(x, y)
+        KSG(backend="kdtree", device=device).estimate(x, y)
 
 
-@cuda
-def test_cuda_matches_cpu():
+def test_device_matches_cpu(device):
+    # On the CPU "auto" picks the k-d tree, elsewhere brute force: either way the torch backend on the CPU is
+    # matched. Tolerances: KSG counts neighbours of max-norm distances, which are exact (one rounded coordinate
+    # difference each), so only the float64 sum of digammas may round differently: 1e-12; KL's Euclidean
+    # distances are sums of squares, rounded differently on CUDA (fused multiply-adds): 1e-9 on the entropy.
     x, y = correlated_gaussian(2000, 1.0, 3, seed=1)
     cpu = KSG(backend="torch").estimate(x, y)
-    gpu = KSG(device="cuda").estimate(x, y)
-    assert gpu.diagnostics["backend"] == "torch" and gpu.diagnostics["device"].startswith("cuda")
-    assert gpu.value == pytest.approx(cpu.value, abs=1e-12)
+    dev = KSG(device=device).estimate(x, y)
+    assert torch.device(dev.diagnostics["device"]).type == device.type
+    assert dev.diagnostics["backend"] == ("kdtree" if device.type == "cpu" else "torch")
+    assert dev.value == pytest.approx(cpu.value, abs=1e-12)
     h_cpu = KozachenkoLeonenko(backend="torch").estimate(x)
-    h_gpu = KozachenkoLeonenko(device="cuda").estimate(x)
-    assert h_gpu.value == pytest.approx(h_cpu.value, abs=1e-9)
+    h_dev = KozachenkoLeonenko(device=device).estimate(x)
+    assert h_dev.value == pytest.approx(h_cpu.value, abs=1e-9)

@@ -37,28 +37,30 @@ def test_wkl_weights_satisfy_their_constraints_and_refuse_too_small_k():
         wkl_weights(3, 12)
 
 
-def test_wkl_backends_agree():
+def test_wkl_backends_agree(device):
+    # the k-d tree on the CPU, brute force on the device of the run; the same neighbour distances to rounding
     x = np.random.default_rng(0).standard_normal((500, 3))
     a = est.make("wkl", backend="kdtree").estimate(x).value
-    b = est.make("wkl", backend="torch").estimate(torch.from_numpy(x)).value
-    assert a == pytest.approx(b, abs=1e-9)
+    b = est.make("wkl", backend="torch").estimate(torch.from_numpy(x).to(device))
+    assert torch.device(b.diagnostics["device"]).type == device.type
+    assert a == pytest.approx(b.value, abs=1e-9)
 
 
 @pytest.mark.parametrize("entropy", ["wkl", "kl"])
-def test_entropy_mi_on_a_correlated_gaussian(entropy):
+def test_entropy_mi_on_a_correlated_gaussian(entropy, device):
     x, y = correlated_gaussian(5000, mi=1.0, dim=2, seed=0)
-    r = est.make("entropy-mi", entropy=entropy).estimate(x, y)
+    r = est.make("entropy-mi", entropy=entropy, device=device).estimate(x, y)
     assert abs(r.value - 1.0) < 0.1, r
     assert r.value == pytest.approx(r.diagnostics["h_x"] + r.diagnostics["h_y"] - r.diagnostics["h_xy"])
 
 
 @pytest.mark.parametrize("levels", [2, 8, 32])
-def test_class_mi_gives_ln_n_for_uniform_quantization(levels):
+def test_class_mi_gives_ln_n_for_uniform_quantization(levels, device):
     # X ~ U[0,1]^2, Y = floor(N X_0): I = ln N exactly (Butakov et al. 2024, "no compression" test). Tolerance:
     # mutinfo's WKL tests, atol 0.1 + rtol 0.05 (papers.md section 4); the k-NN entropies of the thin strips X | y
     # are biased by the strips' edges, which grows with N.
     x, y = uniform_quantization(8000, levels, dim=2, seed=levels)
-    r = est.make("class-mi").estimate(x, y)
+    r = est.make("class-mi", device=device).estimate(x, y)
     assert abs(r.value - math.log(levels)) < 0.1 + 0.05 * math.log(levels), r
     assert r.diagnostics["classes"] == levels
 
@@ -71,13 +73,18 @@ def test_class_mi_is_about_zero_for_independent_labels_and_refuses_continuous_on
         est.make("class-mi").estimate(x, rng.standard_normal(3000))
 
 
-def test_lossy_pca_recovers_mi_hidden_in_high_dimensions():
-    # 2 informative dimensions embedded by a random rotation in 40: compression to 2 keeps the MI
+def test_lossy_pca_recovers_mi_hidden_in_high_dimensions(device):
+    # 2 informative dimensions embedded by a random rotation in 40: compression to 2 keeps the MI. The data on the
+    # device of the run: PCA fits and projects there, and KSG follows its data.
     x, y = correlated_gaussian(4000, mi=1.5, dim=2, seed=1)
     rng = np.random.default_rng(2)
     q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
-    pad = lambda a: np.hstack([3 * a, 0.01 * rng.standard_normal((4000, 38))]) @ q  # noqa: E731
+
+    def pad(a):
+        return torch.from_numpy(np.hstack([3 * a, 0.01 * rng.standard_normal((4000, 38))]) @ q).to(device)
+
     r = est.make("lossy", estimator="ksg", x_compressor=PCA(2), y_compressor=PCA(2)).estimate(pad(x), pad(y))
+    assert torch.device(r.diagnostics["inner"]["device"]).type == device.type
     assert abs(r.value - 1.5) < 0.15 and r.diagnostics["compressed_dims"] == [2, 2], r
 
 
@@ -113,19 +120,22 @@ def test_autoencoder_compresses_a_low_dimensional_manifold_and_keeps_the_mi():
     assert abs(r.value - 2.0) <= 0.3 + 0.1 * 2.0, r
 
 
-def test_autoencoder_shapes_determinism_and_errors():
+def test_autoencoder_shapes_determinism_and_errors(device, on_device):
     from ibcore.estimators.lossy import Autoencoder
 
     rng = np.random.default_rng(0)
     for shape in [(60, 28, 28), (60, 1, 9, 7), (60, 5)]:
         x = rng.random(shape)
         before = torch.get_rng_state()
-        a = Autoencoder(3, epochs=2, batch_size=16).fit(x)
+        a = Autoencoder(3, epochs=2, batch_size=16, device=device).fit(x)
         assert torch.equal(before, torch.get_rng_state())  # nothing drawn from the global generator
         codes = a.transform(x)
+        on_device(a.model, codes)
         assert codes.shape == (60, 3) and bool((codes.abs() <= 1).all())  # tanh bottleneck
-        again = Autoencoder(3, epochs=2, batch_size=16).fit(x).transform(x)
-        assert torch.equal(codes, again)
+        # the same seed gives the same codes: bit for bit on the CPU; on CUDA to 1e-5, since the backward passes of
+        # upsampling and some convolution algorithms add with atomics, in no fixed order (8 Adam steps at lr 1e-3)
+        again = Autoencoder(3, epochs=2, batch_size=16, device=device).fit(x).transform(x)
+        torch.testing.assert_close(codes, again, atol=0 if device.type == "cpu" else 1e-5, rtol=0)
     with pytest.raises(ValueError, match="before fit"):
         Autoencoder(2).transform(np.zeros((10, 3)))
     with pytest.raises(ValueError, match="latent must be an integer >= 1, got 0"):
@@ -165,16 +175,19 @@ def test_entropy_mi_is_scale_invariant_where_the_unwhitened_estimate_is_not():
         est.make("entropy-mi", whiten=1).estimate(x, y)
 
 
-def test_randomized_pca_finds_the_leading_axes_of_wide_data():
+def test_randomized_pca_finds_the_leading_axes_of_wide_data(device, on_device):
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((700, 700)))
     x = (rng.standard_normal((800, 700)) / np.arange(1, 701)) @ q.T  # spectrum 1/i, random axes
     assert min(x.shape) > PCA.EXACT_MAX  # the randomized branch
-    axes = PCA(4).fit(x).axes.numpy()
+    # on the device of the run: the random test matrix is drawn on the CPU, then moved (the same on every device)
+    fitted = PCA(4).fit(torch.from_numpy(x).to(device))
+    on_device(fitted.axes, fitted.mean, fitted.transform(torch.from_numpy(x[:5]).to(device)))
+    axes = fitted.axes.cpu().numpy()
     exact = np.linalg.svd(x - x.mean(0), full_matrices=False)[2][:4].T
     assert np.abs(axes.T @ exact).diagonal() == pytest.approx(np.ones(4), abs=1e-8)
     before = torch.get_rng_state()
-    assert np.array_equal(PCA(4).fit(x).axes.numpy(), axes)  # seeded: reproducible
+    assert np.array_equal(PCA(4).fit(torch.from_numpy(x).to(device)).axes.cpu().numpy(), axes)  # seeded: reproducible
     assert torch.equal(before, torch.get_rng_state())
 
 

@@ -9,29 +9,32 @@ from ibcore.estimators import SamplePropagation
 from ibcore.nets import MLP, SZT_WIDTHS
 
 
-def test_noise_is_added_after_every_hidden_layer_and_the_switch_turns_it_off():
-    x = torch.rand(2000, 12)
-    noisy = MLP(SZT_WIDTHS, "tanh", seeds=[3], noise_std=0.05)
-    clean = MLP(SZT_WIDTHS, "tanh", seeds=[3])
+def test_noise_is_added_after_every_hidden_layer_and_the_switch_turns_it_off(device, on_device):
+    x = torch.rand(2000, 12).to(device)
+    noisy = MLP(SZT_WIDTHS, "tanh", seeds=[3], noise_std=0.05, device=device)
+    clean = MLP(SZT_WIDTHS, "tanh", seeds=[3], device=device)
     with torch.no_grad():
         t1 = noisy.layers(x)[0]
+        on_device(t1, noisy._noise_generator)  # the noise is drawn on the device, by the network's own generator
         assert (t1 - clean.layers(x)[0]).std().item() == pytest.approx(0.05, rel=0.05)
         assert not torch.equal(noisy.layers(x)[0], noisy.layers(x)[0])  # fresh noise every pass
         noisy.noise = False
         assert all(torch.equal(a, b) for a, b in zip(noisy.layers(x), clean.layers(x)))
 
 
-def test_noise_is_reproducible_from_the_seeds():
-    x = torch.rand(10, 12)
-    a = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1)
-    b = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1)
+def test_noise_is_reproducible_from_the_seeds(device, on_device):
+    x = torch.rand(10, 12).to(device)
+    a = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1, device=device)
+    b = MLP(SZT_WIDTHS, "tanh", seeds=[1, 2], noise_std=0.1, device=device)
     assert torch.equal(a(x), b(x))
+    on_device(a(x), a._noise_generator, b._noise_generator)
 
 
-def test_centres_shapes_order_and_first_layer():
-    x = torch.rand(5, 12)
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.01)
+def test_centres_shapes_order_and_first_layer(device, on_device):
+    x = torch.rand(5, 12).to(device)
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.01, device=device)
     cs = net.centres(x, replicas=4)
+    on_device(cs)
     assert [tuple(c.shape) for c in cs] == [(2, 5, 10)] + [(2, 20, w) for w in SZT_WIDTHS[2:-1]]
     net.noise = False
     clean = net.layers(x)
@@ -41,10 +44,10 @@ def test_centres_shapes_order_and_first_layer():
     assert (deep - clean[1].unsqueeze(2)).abs().max() < 0.1
 
 
-def test_centres_describe_the_noisy_layer_distribution():
+def test_centres_describe_the_noisy_layer_distribution(device):
     # The mean over many noisy passes of T_2 equals the mean of its sample-propagation mixture.
-    x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0))
-    net = MLP((12, 6, 4, 2), "tanh", seeds=[5], noise_std=0.3)
+    x = torch.rand(3, 12, generator=torch.Generator().manual_seed(0)).to(device)
+    net = MLP((12, 6, 4, 2), "tanh", seeds=[5], noise_std=0.3, device=device)
     with torch.no_grad():
         samples = torch.stack([net.layers(x)[1][0] for _ in range(4000)])  # (4000, 3, 4)
         c = net.centres(x, replicas=4000)[1][0].view(3, 4000, 4)
@@ -68,24 +71,24 @@ def test_centres_need_noise_and_replicas():
         MLP(SZT_WIDTHS, "tanh", noise_std=0.1).centres(torch.rand(2, 12), 0)
 
 
-def test_sp_information_of_the_first_layer_falls_with_the_noise():
-    x = torch.rand(64, 12)
-    ids = torch.arange(64)
+def test_sp_information_of_the_first_layer_falls_with_the_noise(device):
+    x = torch.rand(64, 12).to(device)
+    ids = torch.arange(64, device=device)
     values = []
     for sigma in (1e-4, 0.05, 1.0):
-        net = MLP(SZT_WIDTHS, "tanh", seeds=[0], noise_std=sigma)
+        net = MLP(SZT_WIDTHS, "tanh", seeds=[0], noise_std=sigma, device=device)
         c = net.centres(x, replicas=1)[0][0].detach()
         values.append(SamplePropagation(noise_std=sigma, n_mc=4000).estimate(ids, c).value)
     assert values[0] == pytest.approx(math.log(64), abs=1e-3)  # tiny noise: every input its own cluster
     assert values[0] > values[1] > values[2] > 0
 
 
-def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise():
+def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise(device):
     from ibcore.infoplane import NoisyInformationPlane
 
-    x = torch.rand(32, 12, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(32, 12, generator=torch.Generator().manual_seed(1)).to(device)
     y = (x[:, 0] > 0.5).long()
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.05)
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.05, device=device)
     state = type("State", (), {"epoch": 3, "model": net})()
     plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, epochs=[3])
     with torch.no_grad():
@@ -107,6 +110,7 @@ def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise
     assert [r["rows"] for r in kept.records] == [32, 32] + [96] * 8  # layer by layer, both networks
     with pytest.raises(ValueError, match="must not reuse the record fields"):
         NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05), replicas=3, measures={"i_xt": len})
+    assert all(c.device.type == "cpu" for c in kept.kept[3].values())  # kept centres are moved to the host
     assert {l: tuple(c.shape) for l, c in kept.kept[3].items()} == {1: (2, 32, 10)} | {
         l: (2, 96, w) for l, w in enumerate(SZT_WIDTHS[2:-1], start=2)}
     last = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3], keep_layers=[5])
@@ -115,10 +119,10 @@ def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise
     assert list(last.kept[3]) == [5] and last.kept[3][5].shape == (2, 96, 3)
 
 
-def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last_layer():
+def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last_layer(device, on_device):
     from ibcore.nets import OrthonormalUpdate
 
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1])
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], device=device)
     last = net.weights[-1].detach().clone()
     step = OrthonormalUpdate(0.05)
     with torch.no_grad():
@@ -126,18 +130,19 @@ def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last
             step(net)
     for w in list(net.weights)[:-1]:  # (S, fan_in, fan_out) with fan_in > fan_out: W^T W = I
         gram = w.mT @ w
-        assert torch.allclose(gram, torch.eye(w.shape[-1]).expand_as(gram), atol=1e-4)
+        assert torch.allclose(gram, torch.eye(w.shape[-1], device=device).expand_as(gram), atol=1e-4)
     assert torch.equal(net.weights[-1], last)
+    on_device(net)
     for bad in (0.0, -1.0, float("nan"), True):
         with pytest.raises(ValueError, match="alpha must be a positive finite number"):
             OrthonormalUpdate(bad)
 
 
-def test_fit_calls_after_step_hooks_once_per_step_without_gradients():
+def test_fit_calls_after_step_hooks_once_per_step_without_gradients(device):
     from ibcore.training import fit
 
-    net = MLP((4, 3, 2), "tanh", seeds=[0])
-    x, y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 2
+    net = MLP((4, 3, 2), "tanh", seeds=[0], device=device)
+    x, y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)).to(device), (torch.arange(20) % 2).to(device)
     calls = []
 
     def hook(model):
@@ -147,22 +152,23 @@ def test_fit_calls_after_step_hooks_once_per_step_without_gradients():
     assert calls == [False] * 9  # 3 epochs x 3 minibatches
 
 
-def _images(n=12, seed=0):
+def _images(n=12, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 8, 8, generator=g)
+    x = torch.rand(n, 1, 8, 8, generator=g).to(device)
     return x, (x.mean((1, 2, 3)) > 0.5).long()
 
 
-def test_noisy_cnn_noise_switch_seeds_and_stacking():
+def test_noisy_cnn_noise_switch_seeds_and_stacking(device, on_device):
     from ibcore.nets import NoisyCNN
 
-    x, _ = _images()
-    net = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1)
+    x, _ = _images(device=device)
+    net = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1, device=device)
+    on_device(net, net(x), net.layers(x), net._noise_generator)
     assert [tuple(t.shape) for t in net.layers(x)] == [(2, 12, 64), (2, 12, 16), (2, 12, 5), (2, 12, 2)]
     assert not torch.equal(net(x), net(x))  # noise on
     net.noise = False
     assert torch.equal(net(x), net(x))
-    alone = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[1], noise_std=0.1)
+    alone = NoisyCNN((1, 8, 8), channels=(4, 4), dense=(5,), n_classes=2, seeds=[1], noise_std=0.1, device=device)
     alone.noise = False
     assert torch.allclose(net(x)[1], alone(x)[0])  # each stacked network is the network of its seed
     assert not torch.allclose(net(x)[0], net(x)[1])
@@ -172,14 +178,16 @@ def test_noisy_cnn_noise_switch_seeds_and_stacking():
         NoisyCNN((1, 8, 8), noise_std=-1.0)
 
 
-def test_noisy_cnn_centres_and_training_with_the_information_plane():
+def test_noisy_cnn_centres_and_training_with_the_information_plane(device, on_device):
     from ibcore.infoplane import NoisyInformationPlane
     from ibcore.nets import NoisyCNN
     from ibcore.training import fit
 
-    x, y = _images(24)
-    net = NoisyCNN((1, 8, 8), channels=(4,), dense=(6,), n_classes=2, activation="tanh", seeds=[0, 1], noise_std=1e-4)
+    x, y = _images(24, device=device)
+    net = NoisyCNN((1, 8, 8), channels=(4,), dense=(6,), n_classes=2, activation="tanh", seeds=[0, 1], noise_std=1e-4,
+                   device=device)  # fmt: skip
     c1, c2 = net.centres(x, replicas=3)
+    on_device(c1, c2)
     net.noise = False
     t1, t2, _ = net.layers(x)
     assert torch.equal(c1, t1)  # the first block: one centre per input, no noise in it
@@ -189,32 +197,33 @@ def test_noisy_cnn_centres_and_training_with_the_information_plane():
     plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=1e-4, n_mc=400), replicas=3, epochs=[0, 20])
     state = fit(net, (x, y), epochs=20, batch_size=8, lr=1e-2, callbacks=[plane])
     assert state.losses[-1] < state.losses[0]
+    on_device(net)
     assert len(plane.records) == 2 * 2 * 2  # epochs x blocks x networks
     for r in plane.records:  # tiny noise and tanh: every input separated, I(X;T) = ln 24
         assert r["i_xt"] == pytest.approx(math.log(24), abs=0.05)
 
 
-def test_noisy_cnn_leaves_the_global_generator_alone():
+def test_noisy_cnn_leaves_the_global_generator_alone(device):
     from ibcore.nets import NoisyCNN
 
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    NoisyCNN((1, 8, 8), channels=(4,), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1)
+    NoisyCNN((1, 8, 8), channels=(4,), dense=(5,), n_classes=2, seeds=[0, 1], noise_std=0.1, device=device)
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_noisy_cnn_of_butakov_et_al_shapes_relative_noise_dropout_and_log_softmax():
+def test_noisy_cnn_of_butakov_et_al_shapes_relative_noise_dropout_and_log_softmax(device):
     from ibcore.nets import NoisyCNN
 
-    kw = dict(channels=(8, 16, 32), dense=(32,), activation="leaky_relu", padding=0, seeds=[0])
-    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) + 0.5
+    kw = dict(channels=(8, 16, 32), dense=(32,), activation="leaky_relu", padding=0, seeds=[0], device=device)
+    x = (torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0)) + 0.5).to(device)
     net = NoisyCNN((1, 28, 28), noise_std=1e-3, relative_noise=True, input_noise=True, dropout=0.1,
                    output="log_softmax", **kw)
     net.eval()
     layers = net.layers(x)
     assert [t.shape[-1] for t in layers] == [8 * 13 * 13, 16 * 5 * 5, 32, 32, 10]
-    assert torch.allclose(layers[-1].exp().sum(-1), torch.ones(1, 6))  # log-probabilities
+    assert torch.allclose(layers[-1].exp().sum(-1), torch.ones(1, 6, device=device))  # log-probabilities
     quiet = NoisyCNN((1, 28, 28), **kw)  # same seed, no noise, no dropout
     quiet.eval()
     ref = quiet.layers(x)[0].detach()
@@ -242,3 +251,17 @@ def test_noisy_cnn_of_butakov_et_al_shapes_relative_noise_dropout_and_log_softma
         NoisyCNN((1, 28, 28), dropout=1.0, **kw)
     with pytest.raises(ValueError, match="output must be 'softmax' or 'log_softmax', got 'logits'"):
         NoisyCNN((1, 28, 28), output="logits", **kw)
+
+
+def test_noisy_cnn_training_does_not_sync_with_the_host_inside_an_epoch(device, host_syncs):
+    # The noise and the dropout masks come from the network's generator on the device: twice the steps per epoch,
+    # the same host syncs (those left are fit's two per epoch).
+    from ibcore.nets import NoisyCNN
+    from ibcore.training import fit
+
+    host_syncs.require()
+    x, y = _images(64, device=device)
+    net = NoisyCNN((1, 8, 8), channels=(4,), dense=(6,), n_classes=2, seeds=[0, 1], noise_std=0.1,
+                   relative_noise=True, input_noise=True, dropout=0.1, device=device)  # fmt: skip
+    counts = [host_syncs(lambda b=b: fit(net, (x, y), epochs=2, batch_size=b, lr=1e-3)) for b in (32, 16)]
+    assert counts[1] == counts[0], counts

@@ -53,13 +53,13 @@ def test_mixture_entropy_agrees_with_kozachenko_leonenko_on_samples():
     assert sp.value == pytest.approx(kl.value, abs=0.05)
 
 
-def test_replicas_of_separated_inputs_give_ln_n_and_shared_replicas_give_zero():
+def test_replicas_of_separated_inputs_give_ln_n_and_shared_replicas_give_zero(device):
     rng = np.random.default_rng(1)
     n, r, sigma = 6, 20, 0.1
     anchors = rng.normal(size=(n, 3)) * 100
     ids = np.repeat(np.arange(n), r)
     centres = anchors[ids] + 0.5 * sigma * rng.normal(size=(n * r, 3))  # each input: a cloud of replicas
-    est = SamplePropagation(noise_std=sigma, n_mc=20000)
+    est = SamplePropagation(noise_std=sigma, n_mc=20000, device=device)
     sep = est.estimate(ids, centres)
     assert not sep.diagnostics["exact_conditional"]
     assert sep.value == pytest.approx(math.log(n), abs=4 * sep.std + 1e-6)
@@ -93,49 +93,69 @@ def test_bad_hyperparameters_raise(params, message):
         GaussianMixtureEntropy(**params).estimate([[0.0], [1.0]])
 
 
-@pytest.mark.cuda
-def test_cpu_and_cuda_agree():
+def test_device_and_cpu_agree(device):
     rng = np.random.default_rng(4)
     centres = rng.normal(size=(500, 4))
     ids = np.arange(500) % 50
     cpu = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(ids, centres)
-    gpu = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(torch.from_numpy(ids).to("cuda"),
-                                                                torch.from_numpy(centres).to("cuda"))
-    assert gpu.value == pytest.approx(cpu.value, abs=1e-9)  # same points: the generator lives on the CPU
+    dev = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(torch.from_numpy(ids).to(device),
+                                                                torch.from_numpy(centres).to(device))
+    # the same points (the generator lives on the CPU), float64 distances: 1e-9
+    assert dev.value == pytest.approx(cpu.value, abs=1e-9)
+    h = GaussianMixtureEntropy(noise_std=0.3, n_mc=5000, device=device).estimate(centres)
+    assert h.value == pytest.approx(GaussianMixtureEntropy(noise_std=0.3, n_mc=5000).estimate(centres).value, abs=1e-9)
 
 
-def test_block_and_gathered_group_densities_agree_with_a_direct_sum():
+def test_distance_chunks_do_not_sync_with_the_host(device, host_syncs, monkeypatch):
+    # Twice the chunks of the point-centre distances (both paths: the few label groups of the full pass and the
+    # many small input groups gathered), the same host syncs.
+    from ibcore.estimators import sp
+
+    host_syncs.require()
+    rng = np.random.default_rng(4)
+    c = torch.from_numpy(rng.normal(size=(300, 3))).to(device)
+    ids = (torch.arange(300) // 3).to(device)
+
+    def run(elements):
+        monkeypatch.setattr(sp, "_CHUNK_ELEMENTS", elements)
+        return host_syncs(lambda: SamplePropagation(noise_std=0.3, n_mc=2000).estimate_each([ids, ids % 2], c))
+
+    assert run(300 * 250) == run(300 * 500)  # 8 vs 4 chunks of the full pass, more of the gathered one
+
+
+def test_block_and_gathered_group_densities_agree_with_a_direct_sum(device, on_device):
     # Few large groups are read off the full distance pass (blocks of sorted centres), many small ones gathered:
     # both must equal log p(t | group) summed directly, and log p(t) must not depend on the partitions asked for.
     from ibcore.estimators import sp
 
     rng = np.random.default_rng(5)
-    c = torch.from_numpy(rng.normal(size=(300, 3)))
-    labels = torch.from_numpy(rng.integers(0, 3, 300))  # three large groups: the block path
-    ids = torch.arange(300) // 4  # 75 groups of 4: the gather path
-    idx = torch.from_numpy(rng.integers(0, 300, 50))
-    t = c[idx] + 0.2 * torch.from_numpy(rng.normal(size=(50, 3)))
+    c = torch.from_numpy(rng.normal(size=(300, 3))).to(device)
+    labels = torch.from_numpy(rng.integers(0, 3, 300)).to(device)  # three large groups: the block path
+    ids = (torch.arange(300) // 4).to(device)  # 75 groups of 4: the gather path
+    idx = torch.from_numpy(rng.integers(0, 300, 50)).to(device)
+    t = c[idx] + 0.2 * torch.from_numpy(rng.normal(size=(50, 3))).to(device)
     log_p, (by_label, by_id) = sp._log_densities(t, c, 0.2, [(labels[idx], labels), (ids[idx], ids)])
     (by_id_alone,) = sp._log_densities(t, c, 0.2, [(ids[idx], ids)])[1]
     alone, _ = sp._log_densities(t, c, 0.2)
+    on_device(log_p, by_label, by_id, by_id_alone, alone)
 
     def direct(members):
         d2 = ((t[:, None, :] - c[None, :, :]) ** 2).sum(-1)
         dens = torch.exp(-d2 / (2 * 0.2**2)) / (2 * math.pi * 0.2**2) ** 1.5
         return torch.log((dens * members).sum(1) / members.sum(1))
 
-    assert torch.allclose(log_p, direct(torch.ones(50, 300, dtype=torch.float64)), atol=1e-9)
+    assert torch.allclose(log_p, direct(torch.ones(50, 300, dtype=torch.float64, device=device)), atol=1e-9)
     assert torch.allclose(alone, log_p, atol=1e-12)
     assert torch.allclose(by_label, direct((labels[None, :] == labels[idx, None]).double()), atol=1e-9)
     assert torch.allclose(by_id, direct((ids[None, :] == ids[idx, None]).double()), atol=1e-9)
     assert torch.allclose(by_id_alone, by_id, atol=1e-12)
 
 
-def test_estimate_each_equals_separate_estimates():
+def test_estimate_each_equals_separate_estimates(device):
     rng = np.random.default_rng(6)
     c = rng.normal(size=(400, 2))
     ids, labels = np.arange(400) // 8, (np.arange(400) // 8) % 2
-    est = SamplePropagation(noise_std=0.3, n_mc=3000, seed=4)
+    est = SamplePropagation(noise_std=0.3, n_mc=3000, seed=4, device=device)
     a, b = est.estimate_each([ids, labels], c)
     assert a.value == pytest.approx(est.estimate(ids, c).value, abs=1e-12)
     assert b.value == pytest.approx(est.estimate(labels, c).value, abs=1e-12)

@@ -19,17 +19,21 @@ def szt():
     return d, tr, te
 
 
-def test_mlp_shapes_and_seeded_init():
-    a = MLP(SZT_WIDTHS, "tanh", seeds=[3, 4])
-    b = MLP(SZT_WIDTHS, "tanh", seeds=[4])
+def test_mlp_shapes_and_seeded_init(device, on_device):
+    a = MLP(SZT_WIDTHS, "tanh", seeds=[3, 4], device=device)
+    b = MLP(SZT_WIDTHS, "tanh", seeds=[4], device=device)
+    on_device(a, b)
     assert torch.equal(a.weights[0][1], b.weights[0][0])  # model s is initialised from its own seed
     assert not torch.equal(a.weights[0][0], a.weights[0][1])
-    x = torch.rand(7, 12)
+    # the initialisation is drawn on the CPU: the same weights on every device
+    assert torch.equal(a.weights[0].cpu(), MLP(SZT_WIDTHS, "tanh", seeds=[3, 4]).weights[0].detach())
+    x = torch.rand(7, 12).to(device)
     assert a(x).shape == (2, 7, 2)
-    assert a(torch.rand(2, 7, 12)).shape == (2, 7, 2)
+    assert a(torch.rand(2, 7, 12).to(device)).shape == (2, 7, 2)
     layers = a.layers(x)
+    on_device(layers)
     assert [t.shape for t in layers] == [(2, 7, w) for w in SZT_WIDTHS[1:]]
-    assert torch.allclose(layers[-1].sum(-1), torch.ones(2, 7))
+    assert torch.allclose(layers[-1].sum(-1), torch.ones(2, 7, device=device))
 
 
 def test_truncated_normal_init_has_the_ids_scale():
@@ -66,31 +70,37 @@ def test_mlp_rejects_bad_arguments(kwargs, message):
         MLP(args.pop("widths"), **args)
 
 
-def test_stacked_training_equals_separate_training(szt):
+def test_stacked_training_equals_separate_training(szt, device):
+    # Tolerance (atol 2e-5, rtol 1e-4): a batched float32 matrix product for 2 networks may round differently from
+    # one for a single network (on CUDA the kernel can depend on the batch count); 30 Adam steps at lr 1e-3 keep
+    # such differences orders of magnitude below it.
     d, tr, _ = szt
-    data = (d.x[tr], d.y[tr])
-    stacked = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1])
+    data = (d.x[tr].to(device), d.y[tr].to(device))
+    stacked = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], device=device)
     fit(stacked, data, epochs=3, batch_size=256, lr=1e-3, seed=5)
     for s, seed in enumerate([0, 1]):
-        alone = MLP(SZT_WIDTHS, "tanh", seeds=[seed])
+        alone = MLP(SZT_WIDTHS, "tanh", seeds=[seed], device=device)
         fit(alone, data, epochs=3, batch_size=256, lr=1e-3, seed=5)
         for w_stacked, w_alone in zip(stacked.weights, alone.weights):
             torch.testing.assert_close(w_stacked[s], w_alone[0], atol=2e-5, rtol=1e-4)
 
 
-def test_training_learns_the_szt_task(szt):
+def test_training_learns_the_szt_task(szt, device, on_device):
     d, tr, te = szt
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1])
-    metrics = Metrics({"test": (d.x[te], d.y[te])}, epochs=[0, 300])
-    state = fit(net, (d.x[tr], d.y[tr]), epochs=300, batch_size=256, lr=4e-3, callbacks=[metrics])
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], device=device)
+    metrics = Metrics({"test": (d.x[te].to(device), d.y[te].to(device))}, epochs=[0, 300])
+    state = fit(net, (d.x[tr].to(device), d.y[tr].to(device)), epochs=300, batch_size=256, lr=4e-3,
+                callbacks=[metrics])  # fmt: skip
+    on_device(net)
     acc = {(r["epoch"], r["model"]): r["accuracy"] for r in metrics.records}
     assert state.epoch == 300 and len(state.losses) == 300 and state.losses[-1] < state.losses[0]
     # Above the 87.5% accuracy of the bit-count rule w >= 6 (papers.md section 0) after a short, fast run.
     assert min(acc[(300, 0)], acc[(300, 1)]) > 0.875, acc
 
 
-def test_interrupt_keeps_finished_records(szt):
+def test_interrupt_keeps_finished_records(szt, device):
     d, tr, _ = szt
+    d = d.to(device)
 
     class Interrupt(Callback):
         def on_epoch_end(self, state):
@@ -98,7 +108,7 @@ def test_interrupt_keeps_finished_records(szt):
                 raise KeyboardInterrupt
 
     metrics = Metrics({"train": (d.x[tr], d.y[tr])})
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0])
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0], device=device)
     state = fit(net, (d.x[tr], d.y[tr]), epochs=5, batch_size=512, lr=1e-3, callbacks=[metrics, Interrupt()],
                 reraise_interrupt=False)  # fmt: skip
     assert state.interrupted and state.epoch == 2
@@ -107,16 +117,55 @@ def test_interrupt_keeps_finished_records(szt):
         fit(net, (d.x[tr], d.y[tr]), epochs=5, batch_size=512, lr=1e-3, callbacks=[Interrupt()])
 
 
-def test_early_stop_flag_stops_training(szt):
+def test_early_stop_flag_stops_training(szt, device):
     d, tr, _ = szt
 
     class StopAt3(Callback):
         def on_epoch_end(self, state):
             state.stop = state.epoch == 3
 
-    state = fit(MLP(SZT_WIDTHS, seeds=[0]), (d.x[tr], d.y[tr]), epochs=10, batch_size=512, lr=1e-3,
-                callbacks=[StopAt3()])  # fmt: skip
+    state = fit(MLP(SZT_WIDTHS, seeds=[0], device=device), (d.x[tr].to(device), d.y[tr].to(device)), epochs=10,
+                batch_size=512, lr=1e-3, callbacks=[StopAt3()])  # fmt: skip
     assert state.epoch == 3
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fit_keeps_the_model_and_the_optimiser_state_on_the_device(device, on_device, monkeypatch, optimizer):
+    # Parameters, gradients and the optimiser's state (Adam's moments and step counts) stay where the model is;
+    # Adam takes the fused kernel on the CPU and on CUDA. The optimiser is caught as fit builds it.
+    built = []
+    for name in ("Adam", "SGD"):
+        cls = getattr(torch.optim, name)
+        monkeypatch.setattr(torch.optim, name, lambda *a, _cls=cls, **kw: built.append(_cls(*a, **kw)) or built[-1])
+    net = MLP((6, 5, 3), "relu", seeds=[0, 1], bits=8, device=device)  # quantized: running-range buffers too
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g).to(device), (torch.arange(40) % 3).to(device)
+    state = fit(net, (x, y), epochs=2, batch_size=16, lr=1e-2, optimizer=optimizer)
+    (opt,) = built
+    on_device(net, opt, [p.grad for p in net.parameters() if p.grad is not None])
+    assert len(opt.state) == (len(list(net.parameters())) if optimizer == "adam" else 0)
+    if optimizer == "adam":
+        assert opt.defaults["fused"] is True
+    assert len(state.losses) == 2 and all(math.isfinite(v) for v in state.losses)
+    with torch.no_grad():
+        on_device(net(x), net.layers(x))
+
+
+def test_fit_does_not_sync_with_the_host_inside_an_epoch(device, host_syncs):
+    # Twice the steps per epoch, the same host syncs; twice the epochs, at most two more per epoch: the epoch's
+    # minibatch order copied to the device and its mean loss read back (to check for divergence), by design.
+    host_syncs.require()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 12, generator=g).to(device), (torch.arange(256) % 2).to(device)
+    for kw in [{}, {"bits": 8}, {"noise_std": 0.1}]:
+        net = MLP(SZT_WIDTHS, "relu", seeds=[0, 1], device=device, **kw)
+
+        def run(epochs, batch):
+            return host_syncs(lambda: fit(net, (x, y), epochs=epochs, batch_size=batch, lr=1e-3))
+
+        base = run(2, 64)
+        assert run(2, 32) == base, kw  # 4 vs 8 steps per epoch
+        assert run(4, 64) - base <= 2 * 2, kw  # 2 more epochs
 
 
 @pytest.mark.parametrize(
@@ -137,9 +186,10 @@ def test_log_epochs():
     assert max(ratios) / min(ratios) < 1.5  # log-spaced past the first few integers
 
 
-def test_information_plane_obeys_exact_bounds(szt):
+def test_information_plane_obeys_exact_bounds(szt, device):
     d, tr, _ = szt
-    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1])
+    d = d.to(device)
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], device=device)
     plane = InformationPlane(d.x, d.y, {"30": Binning(n_bins=30, bounds=(-1, 1))}, epochs=[0, 5])
     fit(net, (d.x[tr], d.y[tr]), epochs=5, batch_size=512, lr=1e-3, callbacks=[plane])
     assert len(plane.records) == 2 * 2 * 6
@@ -150,7 +200,8 @@ def test_information_plane_obeys_exact_bounds(szt):
     # The records agree with measuring the layers directly.
     with torch.no_grad():
         layers = [t[1] for t in net.layers(d.x)]
-    direct = layer_information(layers, torch.arange(4096), d.y, {"30": Binning(n_bins=30, bounds=(-1, 1))})
+    direct = layer_information(layers, torch.arange(4096, device=device), d.y,
+                               {"30": Binning(n_bins=30, bounds=(-1, 1))})  # fmt: skip
     recorded = select(plane.records, epoch=5, model=1)
     assert [r["i_xt"] for r in recorded] == [r["i_xt"] for r in direct]
 

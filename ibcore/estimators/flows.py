@@ -49,7 +49,7 @@ from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.lazy import LazyComposedTransform, LazyTransform, UnconditionalTransform
 from zuko.nn import Linear as ZukoLinear
-from zuko.transforms import MonotonicRQSTransform, RotationTransform
+from zuko.transforms import CouplingTransform, MonotonicRQSTransform, RotationTransform
 
 from ..training import Callback, fit
 from ._init import init_uniform
@@ -82,6 +82,10 @@ class _ConvHyper(nn.Module):
         c, h, w = shape
         self.shape = shape
         self.register_buffer("keep", mask.clone())
+        # the kept and the changed pixels as indices, found once: indexing with the boolean mask finds them in every
+        # forward pass, a host sync on CUDA (not saved: they follow from ``keep``)
+        self.register_buffer("kept_at", mask.nonzero().squeeze(-1), persistent=False)
+        self.register_buffer("changed_at", (~mask).nonzero().squeeze(-1), persistent=False)
         self.net = nn.Sequential(
             nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
@@ -91,9 +95,9 @@ class _ConvHyper(nn.Module):
     def forward(self, kept: torch.Tensor) -> torch.Tensor:
         lead = kept.shape[:-1]
         img = kept.new_zeros(*lead, self.keep.numel())
-        img[..., self.keep] = kept
+        img[..., self.kept_at] = kept
         out = self.net(img.reshape(-1, *self.shape))  # (B, 2c, h, w): shift and scale planes
-        out = out.reshape(-1, 2, self.keep.numel())[..., ~self.keep]  # (B, 2, n_changed)
+        out = out.reshape(-1, 2, self.keep.numel())[..., self.changed_at]  # (B, 2, n_changed)
         return out.transpose(1, 2).reshape(*lead, -1)
 
 
@@ -183,8 +187,28 @@ class Head(LazyTransform):
         return _HeadTransform(self.flow(c), self.m)
 
 
+class _IndexedCoupling(CouplingTransform):
+    # zuko's coupling transform with its split indices handed in: zuko's constructor finds them by mask.nonzero()
+    # each time the lazy transform is called, i.e. in every forward pass, a host sync per coupling per step on CUDA.
+    def __init__(self, meta, idx_a: torch.Tensor, idx_b: torch.Tensor):
+        Transform.__init__(self)
+        self.meta, self.idx_a, self.idx_b = meta, idx_a, idx_b
+
+
+class _Coupling(GeneralCouplingTransform):
+    # zuko's GeneralCouplingTransform with the split indices of its mask found once, kept as buffers (they follow
+    # .to(device); not saved, they follow from the mask): the same transformation without a host sync per call.
+    def __init__(self, features: int, mask: torch.Tensor, **kwargs):
+        super().__init__(features, mask=mask, **kwargs)
+        self.register_buffer("idx_a", self.mask.nonzero().squeeze(-1), persistent=False)
+        self.register_buffer("idx_b", (~self.mask).nonzero().squeeze(-1), persistent=False)
+
+    def forward(self, c=None) -> Transform:
+        return _IndexedCoupling(partial(self.meta, c), self.idx_a, self.idx_b)
+
+
 def _coupling(features: int, mask: torch.Tensor, hidden) -> GeneralCouplingTransform:
-    return GeneralCouplingTransform(features, mask=mask, hidden_features=tuple(hidden))
+    return _Coupling(features, mask, hidden_features=tuple(hidden))
 
 
 def side_flow(dim: int, *, couplings: int = 6, hidden=(64, 64), bins: int = 8, orthogonal: bool = True):
@@ -220,7 +244,7 @@ def image_flow(shape, *, couplings: int = 2, channels: int = 16, head: int = 16,
     parts = []
     for i in range(couplings):
         mask = board if i % 2 == 0 else ~board
-        t = GeneralCouplingTransform(dim, mask=mask, hidden_features=(8,))
+        t = _Coupling(dim, mask, hidden_features=(8,))
         t.hyper = _ConvHyper(shape, mask, channels)
         parts.append(t)
     parts.append(PrincipalAxes(dim))

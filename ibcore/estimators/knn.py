@@ -144,10 +144,13 @@ class KozachenkoLeonenko(EntropyEstimator):
             dist = _chebyshev if metric == "chebyshev" else _euclidean
             eps = torch.empty(n, len(ks), dtype=x.dtype, device=x.device)
             top = max(ks) + 1
+            # the columns as a tensor on the device, made once: indexing with the list would copy it to the
+            # device, a host sync, in every chunk
+            cols = torch.tensor(ks, device=x.device)
             for i0 in range(0, n, chunk):
                 dq = dist(x[i0 : i0 + chunk], x)  # (chunk, n)
                 nearest = torch.topk(dq, top, dim=1, largest=False, sorted=True).values
-                eps[i0 : i0 + chunk] = nearest[:, ks]  # column j is the j-th neighbour among the others
+                eps[i0 : i0 + chunk] = nearest[:, cols]  # column j is the j-th neighbour among the others
         n_zero = int((eps[:, 0] <= 0).sum())
         if n_zero:
             raise ValueError(

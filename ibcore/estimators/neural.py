@@ -93,8 +93,11 @@ class Critic(nn.Module):
 
 
 def _off_diagonal(scores: torch.Tensor) -> torch.Tensor:
+    # The b (b - 1) off-diagonal scores in row-major order, the values and order masked_select(~eye) gives, from a
+    # view: dropping the first entry, the diagonal is the last column of the remaining (b - 1, b + 1) block.
+    # masked_select sizes its output from the mask's values, which on CUDA is a host sync every training step.
     b = scores.shape[0]
-    return scores.masked_select(~torch.eye(b, dtype=torch.bool, device=scores.device))
+    return scores.flatten()[1:].view(b - 1, b + 1)[:, :-1].reshape(-1)
 
 
 def _log_mean_exp(v: torch.Tensor) -> torch.Tensor:
