@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make test   set up .venv, then run every test (unit tests, doctests, notebooks under nbval); each notebook
-#               executes once, and the executions that passed go into the book's cache (notebooks/conftest.py)
+#               executes once, and the executions that passed go into the book's cache (ibcore/_nbplugin.py)
 #   make book   set up .venv, then build the rendered book: from that cache where it is current, executing
 #               only what it lacks (everything, on a fresh clone)
 PYTHON ?= python3

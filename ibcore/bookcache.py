@@ -1,7 +1,7 @@
 """The book's execution cache, filled by the notebook tests so that each notebook runs once per build.
 
 Jupyter Book (1.x, ``execute_notebooks: cache``) looks a notebook up in a jupyter-cache folder by the md5 of its code
-cells and kernelspec, and executes it only on a miss. The notebook tests (``notebooks/conftest.py``) execute every
+cells and kernelspec, and executes it only on a miss. The notebook tests (``ibcore/_nbplugin.py``) execute every
 notebook once, check its numbers, and hand each execution that passed to :func:`fill`, which stores it in that
 folder; the book build then renders exactly the outputs that were checked and executes nothing.
 

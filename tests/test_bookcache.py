@@ -1,10 +1,9 @@
 """One execution per notebook: the book's cache (``ibcore.bookcache``) and the notebook tests that fill it
-(``notebooks/conftest.py``), on a throwaway notebook in a temporary folder."""
+(the pytest plugin ``ibcore._nbplugin``), on a throwaway notebook in a temporary folder."""
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,17 +32,15 @@ def _notebook(path: Path, value: float) -> Path:
 
 
 def _project(tmp_path: Path) -> Path:
-    """A folder with the notebook tests' conftest and one notebook, as notebooks/ is in the repository."""
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    shutil.copy(ROOT / "notebooks" / "conftest.py", folder / "conftest.py")
     return folder
 
 
 def _pytest(folder: Path, build: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"IBCORE_BOOK_BUILD": str(build)}
     return subprocess.run([sys.executable, "-m", "pytest", str(folder), "-n", "0", "-p", "no:cacheprovider",
-                           "--nbval-lax", "--rootdir", str(folder), "-c", os.devnull, "-q"],
+                           "-p", "ibcore._nbplugin", "--nbval-lax", "--rootdir", str(folder), "-c", os.devnull, "-q"],
                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
 
 

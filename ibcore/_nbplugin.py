@@ -1,5 +1,9 @@
 """The notebook tests: every notebook executed once, under nbval, and that execution is the one the book shows.
 
+A pytest plugin (``-p ibcore._nbplugin`` in the project's pytest options, pyproject.toml): a module rather than
+``notebooks/conftest.py``, since ``--doctest-modules`` imports every conftest.py as the module ``conftest`` and two of
+them collide.
+
 nbval runs each notebook top to bottom in a fresh kernel (in its own folder, as the book build does); every code
 cell is a test item, so a failing range check is its own failure naming the notebook, the cell and, through the
 check's assertion message, the value. Cells tagged ``remove-cell`` hold the checks and are hidden in the book.
