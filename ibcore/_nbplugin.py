@@ -36,7 +36,7 @@ EXECUTED = bookcache.BUILD / "executed"
 TIMES = bookcache.BUILD / "notebook-times.json"
 # Longest first, so that the two xdist workers finish together (seconds on 2 cores, from _build/notebook-times.json;
 # a notebook missing here runs after these, in collection order).
-LONGEST_FIRST = ("mienf", "noisy_szt", "szt_binning", "lossy_mnist", "quantized", "dualib", "lossy_synthetic",
+LONGEST_FIRST = ("noisy_szt", "mienf", "szt_binning", "lossy_mnist", "quantized", "dualib", "lossy_synthetic",
                  "infinite_ensembles", "noisy_neuron", "scorecard")
 
 
@@ -145,9 +145,12 @@ def pytest_sessionfinish(session, exitstatus):
         return
     reporter.write_sep("-", "notebooks: each executed once (nbval), for the range checks and for the book")
     for s in sorted(summaries, key=lambda s: -s["seconds"]):
-        stale = s["passed"] and s["fingerprint"] != current
-        state = "cached for the book" if s["passed"] and not stale else (
-            "NOT cached: ibcore changed during the run" if stale else "FAILED: not cached, the book will re-execute it")
+        if not s["passed"]:
+            state = "FAILED: not cached, the book will re-execute it"
+        elif s["fingerprint"] != current:
+            state = "NOT cached: ibcore changed during the run"
+        else:
+            state = "cached for the book"
         reporter.write_line(f"{s['seconds']:8.1f} s  {s['notebook']:<36} [{s['worker']}] {state}")
     reporter.write_line(f"{sum(s['seconds'] for s in summaries):8.1f} s  in all ({len(fresh)} of {len(summaries)} "
                         f"cached in {bookcache.CACHE})")  # fmt: skip

@@ -143,14 +143,14 @@ def executed_by_book(cache: str | Path = CACHE) -> list[str]:
     return sorted(r.uri for r in get_cache(str(cache)).list_project_records())
 
 
-def is_cached(notebook: str | Path, cache: str | Path = CACHE) -> bool:
+def is_cached(notebook: str | Path, cache: str | Path = CACHE, current: str | None = None) -> bool:
     """Whether the book build would take ``notebook`` from the cache rather than execute it (and the cache is not
-    stale)."""
+    stale: its fingerprint is ``current``, default :func:`fingerprint`)."""
     import nbformat
     from jupyter_cache import get_cache
 
     cache = Path(cache)
-    if not cache.is_dir() or cached_fingerprint(cache) != fingerprint():
+    if not cache.is_dir() or cached_fingerprint(cache) != (current or fingerprint()):
         return False
     try:
         get_cache(str(cache)).match_cache_notebook(nbformat.read(str(notebook), as_version=4))
@@ -169,7 +169,8 @@ def book_notebooks(root: str | Path = ROOT) -> list[Path]:
 
     def walk(entries):
         for entry in entries:
-            files.append(entry["file"]) if "file" in entry else None
+            if "file" in entry:
+                files.append(entry["file"])
             walk(entry.get("sections", []) + entry.get("chapters", []))
 
     walk(toc.get("parts", []))
@@ -179,8 +180,9 @@ def book_notebooks(root: str | Path = ROOT) -> list[Path]:
 def check_built(cache: str | Path = CACHE) -> list[str]:
     """Problems with a book built after the notebook tests: a notebook of the book not in the current cache, or one
     that the build executed a second time."""
+    current = fingerprint()
     problems = [f"{nb.relative_to(ROOT)}: not in the book's cache (or the cache is stale)"
-                for nb in book_notebooks() if not is_cached(nb, cache)]  # fmt: skip
+                for nb in book_notebooks() if not is_cached(nb, cache, current)]  # fmt: skip
     problems += [f"{uri}: executed by the book build as well as by the tests (the cache missed it)"
                  for uri in executed_by_book(cache)]  # fmt: skip
     return problems
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     current = fingerprint()
     print(f"fingerprint now:   {current}\nfingerprint cache: {cached_fingerprint(args.cache)}")
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        print(f"{'cached  ' if is_cached(nb, args.cache) else 'missing '} {nb.relative_to(ROOT)}")
+        print(f"{'cached  ' if is_cached(nb, args.cache, current) else 'missing '} {nb.relative_to(ROOT)}")
     for uri in executed_by_book(args.cache):
         print(f"executed by the book build itself: {uri}")
     return 0
