@@ -1,8 +1,10 @@
 """Information-plane tracking: I(X;T_l) and I(T_l;Y) for every layer, epoch and network, as tidy records.
 
-A record is a flat dict ``{"epoch", "model", "layer", "estimator", "i_xt", "i_ty"}`` with values in nats, ``model``
-the network's seed and ``layer`` counted from 1 (the first hidden layer) to L (the softmax output). Lists of such
-dicts load straight into any data-frame library and are what the plotting functions take.
+A record is a flat dict ``{"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std",
+"estimates"}`` with values in nats, ``model`` the network's seed, ``layer`` counted from 1 (the first hidden layer)
+to L (the softmax output) and ``estimates`` the two whole results (params, seconds, device, warnings, diagnostics).
+Lists of such dicts load straight into any data-frame library and are what the plotting functions take; records
+written before ``i_xt_std`` and ``estimates`` existed read the same way.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import numpy as np
 import torch
 
 from ._io import write_atomic
-from .estimators.interface import MIEstimator
-from .training import RecordLayers, _AtEpochs
+from .estimators.interface import MIEstimate, MIEstimator
+from .training import _AtEpochs
 
 __all__ = [
     "InformationPlane",
-    "NoisyInformationPlane",
     "layer_information",
+    "record",
     "select",
     "aggregate",
     "compression",
@@ -43,7 +45,7 @@ def layer_information(
     *,
     shared_bounds: bool = False,
 ) -> list[dict]:
-    """I(X;T_l) and I(T_l;Y) of one network's layers with every estimator.
+    """I(X;T_l) and I(T_l;Y) of one network's layers with every estimator, as records (:func:`record`).
 
     Arguments:
         layers: Representations ``(N, width)`` of the N inputs, one tensor per layer.
@@ -56,20 +58,36 @@ def layer_information(
     """
     out = []
     for label, est in estimators.items():
-        if shared_bounds and "bounds" in est.get_params():
+        if shared_bounds and "bounds" in est.param_names():
             lo = min(float(t.min()) for t in layers)
             hi = max(float(t.max()) for t in layers)
-            est = type(est)(**{**est.get_params(), "bounds": (lo, hi)})
+            est = est.clone(bounds=(lo, hi))
         for i, t in enumerate(layers, start=1):
-            out.append(
-                {"layer": i, "estimator": label,
-                 "i_xt": est.estimate(x, t).value, "i_ty": est.estimate(t, y).value}
-            )  # fmt: skip
+            out.append({"layer": i, "estimator": label, **record(est.estimate(t, x), est.estimate(t, y))})
     return out
 
 
-class InformationPlane(RecordLayers):
-    """Callback that measures the information plane of every stacked network at the given epochs.
+def record(i_xt: MIEstimate, i_ty: MIEstimate) -> dict:
+    """The fields of an information-plane record from the two estimates: ``i_xt`` and ``i_ty`` (nats), their
+    standard errors ``i_xt_std`` and ``i_ty_std`` (``None`` where the method has none), and ``estimates``, the
+    whole results (:meth:`~ibcore.estimators.Estimate.to_dict`: params, seconds, device, warnings, diagnostics)."""
+    return {"i_xt": i_xt.value, "i_ty": i_ty.value, "i_xt_std": i_xt.std, "i_ty_std": i_ty.std,
+            "estimates": {"i_xt": i_xt.to_dict(), "i_ty": i_ty.to_dict()}}  # fmt: skip
+
+
+_FIELDS = {"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std", "estimates"}
+
+
+class InformationPlane(_AtEpochs):
+    """Callback that measures the information plane of every stacked network at the given epochs, with any pair of
+    registered MI estimators.
+
+    Each estimator is called ``estimate(t, other)``: the layer first, then what stands for X (``x_ids``) or the
+    labels. What it is given follows its declared ``x_role``: estimators of noisy layers (``"centres"``, sample
+    propagation) get the network's :meth:`~ibcore.nets.MLP.centres` (``replicas`` noisy propagations per input for
+    layers 2 and deeper, the ids and labels repeated to match; the hidden layers only), every other estimator the
+    layers themselves, ``model.layers(x)``. Estimators that batch (``batched``) measure every stacked network, or
+    both sides, in one pass.
 
     Arguments:
         x: Network inputs ``(N, d)`` on which the layers are measured (e.g. all 4096 SZT inputs).
@@ -80,6 +98,18 @@ class InformationPlane(RecordLayers):
         x_ids: What stands for X; default ``arange(N)``: every input is its own equiprobable symbol. Or any
             per-input rows, e.g. compressed codes of the inputs (Butakov et al. 2024).
         shared_bounds: See :func:`layer_information`.
+        replicas: Noisy propagations per input, for estimators of centres.
+        seed: Seed of the propagation noise (combined with the epoch), so that measurements are reproducible.
+        keep: Epochs (among the measured ones) at which the representations themselves are kept, on the CPU, for
+            figures: ``kept[epoch][layer]`` is a tensor ``(S, rows, width)`` (layers from 1; the centres when an
+            estimator of centres is measured, else the layers).
+        keep_layers: The layers kept (default: all).
+        measures: More numbers per record, ``{name: fn}`` with ``fn(t, labels) -> float`` called on each network's
+            representation of each layer ``(rows, width)`` and its labels, e.g. a clustering measure
+            (:mod:`ibcore.clustering`) to plot beside I(X;T).
+
+    Records are flat dicts (:func:`record`) with ``epoch``, ``model`` (the network's seed), ``layer`` (from 1) and
+    ``estimator`` (the label).
 
     Example:
         >>> from ibcore.nets import MLP
@@ -88,81 +118,39 @@ class InformationPlane(RecordLayers):
         >>> plane = InformationPlane(x, y, {"30 bins": Binning(n_bins=30)}, epochs=[0])
         >>> plane.on_epoch_end(type("S", (), {"epoch": 0, "model": MLP((3, 4, 2), seeds=[7])})())
         >>> sorted(plane.records[0])
-        ['epoch', 'estimator', 'i_ty', 'i_xt', 'layer', 'model']
+        ['epoch', 'estimates', 'estimator', 'i_ty', 'i_ty_std', 'i_xt', 'i_xt_std', 'layer', 'model']
     """
 
-    def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False):
-        super().__init__(x, self._measure, epochs)
-        self.y = y
-        self.estimators = dict(estimators)
-        for label, est in self.estimators.items():
-            pair = est if isinstance(est, tuple) else (est,)
-            if len(pair) not in (1, 2) or not all(isinstance(e, MIEstimator) for e in pair):
-                raise ValueError(f"estimators[{label!r}] must be an MI estimator or a pair of them, got {est!r}")
-        self.x_ids = torch.arange(x.shape[0], device=x.device) if x_ids is None else x_ids
-        self.shared_bounds = shared_bounds
-        self.records: list[dict] = []
-        self._seeds: list[int] = [0]
-
-    def on_epoch_end(self, state) -> None:
-        self._seeds = list(getattr(state.model, "seeds", [0]))
-        super().on_epoch_end(state)
-
-    def _measure(self, epoch: int, layers: list[torch.Tensor]) -> None:
-        layers = [t if t.ndim == 3 else t.unsqueeze(0) for t in layers]  # (S, N, width)
-        for label, est in self.estimators.items():
-            est_xt, est_ty = est if isinstance(est, tuple) else (est, est)
-            if self.shared_bounds and "bounds" in est_xt.get_params():
-                if est_ty is not est_xt:
-                    raise ValueError(f"shared_bounds needs one binning estimator per label; {label!r} has a pair")  # bounds differ per network: one at a time
-                for s, seed in enumerate(self._seeds):
-                    rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est},
-                                             shared_bounds=True)  # fmt: skip
-                    self.records.extend({"epoch": epoch, "model": seed, **r} for r in rows)
-                continue
-            for i, t in enumerate(layers, start=1):  # every network at once where the estimator can
-                i_xt = est_xt.estimate_stacked(self.x_ids, t)
-                i_ty = est_ty.estimate_stacked(t, self.y)
-                self.records.extend(
-                    {"epoch": epoch, "model": seed, "layer": i, "estimator": label,
-                     "i_xt": a.value, "i_ty": b.value}
-                    for seed, a, b in zip(self._seeds, i_xt, i_ty)
-                )  # fmt: skip
-
-
-class NoisyInformationPlane(_AtEpochs):
-    """I(X;T_l) and I(T_l;Y) of every hidden layer of a noisy network by sample propagation (Goldfeld et al. 2019).
-
-    At each given epoch the network's :meth:`~ibcore.nets.MLP.centres` are drawn (``replicas`` noisy propagations
-    per input for layers 2 and deeper) and :class:`~ibcore.estimators.SamplePropagation` computes, for every stacked
-    network and hidden layer, I(X;T) with X the input index and I(T;Y) with Y the label. Records are those of
-    :class:`InformationPlane` plus the Monte Carlo standard errors ``i_xt_std`` and ``i_ty_std``.
-
-    Arguments:
-        x, y: The finite input set ``(N, d)`` (every input equiprobable) and its labels ``(N,)``.
-        estimator: A :class:`~ibcore.estimators.SamplePropagation` whose ``noise_std`` is the network's.
-        replicas: Noisy propagations per input.
-        epochs: Epochs at which to measure (``None``: every epoch).
-        label: The ``estimator`` field of the records.
-        seed: Seed of the propagation noise (combined with the epoch), so measurements are reproducible.
-        keep: Epochs (among the measured ones) at which the centres themselves are kept, on the CPU, for figures
-            of the representations: ``kept[epoch][layer]`` is a tensor ``(S, rows, width)`` (layers from 1).
-        keep_layers: The layers kept (default: all hidden layers).
-        measures: More numbers per record, ``{name: fn}`` with ``fn(t, labels) -> float`` called on each network's
-            centres of each layer ``(rows, width)`` and their labels, e.g. a clustering measure
-            (:mod:`ibcore.clustering`) to plot beside I(X;T).
-    """
-
-    def __init__(self, x, y, estimator, *, replicas: int, epochs=None, label: str = "sp", seed: int = 0,
-                 keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
+    def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False,
+                 replicas: int = 1, seed: int = 0, keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
                  measures: Mapping[str, Callable] | None = None):  # fmt: skip
         super().__init__(epochs)
-        self.x, self.y, self.estimator, self.replicas = x, y, estimator, replicas
-        self.label, self.seed = label, seed
+        self.x, self.y = x, y
+        self.estimators = {}
+        for label, est in dict(estimators).items():
+            pair = est if isinstance(est, tuple) else (est, est)
+            if len(pair) != 2 or not all(isinstance(e, MIEstimator) for e in pair):
+                raise ValueError(f"estimators[{label!r}] must be an MI estimator or a pair of them, got {est!r}")
+            if (pair[0].x_role == "centres") != (pair[1].x_role == "centres"):
+                raise ValueError(f"estimators[{label!r}]: both or neither must measure centres of a noisy layer, "
+                                 f"got x_role {pair[0].x_role!r} and {pair[1].x_role!r}")  # fmt: skip
+            if x_ids is None and pair[0].y_role == "labels":
+                raise ValueError(f"estimators[{label!r}]: {pair[0].name} takes class labels as y, but I(X;T) gives "
+                                 "it input ids (every input its own class); use an estimator with y_role "
+                                 "'discrete' or 'continuous' for I(X;T), e.g. a pair (entropy-mi, class-mi) with "
+                                 "x_ids")  # fmt: skip
+            self.estimators[label] = pair
+        if shared_bounds and any(a is not b and "bounds" in a.param_names() for a, b in self.estimators.values()):
+            raise ValueError("shared_bounds needs one binning estimator per label, not a pair")
+        self.x_ids = torch.arange(x.shape[0], device=x.device) if x_ids is None else x_ids
+        self.shared_bounds = shared_bounds
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+        self.replicas, self.seed = replicas, seed
         self.keep = {int(e) for e in keep}
         self.keep_layers = None if keep_layers is None else {int(l) for l in keep_layers}
         self.measures = dict(measures or {})
-        clash = set(self.measures) & {"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std"}
+        clash = set(self.measures) & _FIELDS
         if clash:
             raise ValueError(f"measures must not reuse the record fields {sorted(clash)}")
         self.records: list[dict] = []
@@ -171,26 +159,72 @@ class NoisyInformationPlane(_AtEpochs):
     def on_epoch_end(self, state) -> None:
         if not self.due(state):
             return
-        model = state.model
-        if abs(model.noise_std - self.estimator.noise_std) > 1e-12 * max(1.0, model.noise_std):
-            raise ValueError(f"estimator noise_std={self.estimator.noise_std} differs from the network's "
-                             f"noise_std={model.noise_std}")  # fmt: skip
-        g = torch.Generator(device=self.x.device).manual_seed(int(self.seed) * 1_000_003 + int(state.epoch))
+        model, epoch = state.model, state.epoch
+        seeds = list(getattr(model, "seeds", [0]))
+        with torch.no_grad():
+            if any(a.x_role == "centres" for a, _ in self.estimators.values()):
+                self._check_noise(model)
+                g = torch.Generator(device=self.x.device).manual_seed(int(self.seed) * 1_000_003 + int(epoch))
+                centres = model.centres(self.x, self.replicas, generator=g)
+                self._keep(epoch, centres)
+                self._measure_centres(epoch, seeds, centres)
+            if any(a.x_role != "centres" for a, _ in self.estimators.values()):
+                layers = [t if t.ndim == 3 else t.unsqueeze(0) for t in model.layers(self.x)]  # (S, N, width)
+                if not any(a.x_role == "centres" for a, _ in self.estimators.values()):
+                    self._keep(epoch, layers)
+                self._measure_layers(epoch, seeds, layers)
+
+    def _check_noise(self, model) -> None:
+        for label, pair in self.estimators.items():
+            for est in pair:
+                sigma = est.get_params().get("noise_std")
+                if est.x_role == "centres" and sigma is not None and abs(model.noise_std - sigma) > 1e-12 * max(
+                        1.0, model.noise_std):  # fmt: skip
+                    raise ValueError(f"estimators[{label!r}] noise_std={sigma} differs from the network's "
+                                     f"noise_std={model.noise_std}")  # fmt: skip
+
+    def _keep(self, epoch, tables) -> None:
+        if epoch in self.keep:
+            self.kept[epoch] = {l: t.detach().cpu() for l, t in enumerate(tables, start=1)
+                                if self.keep_layers is None or l in self.keep_layers}  # fmt: skip
+
+    def _extra(self, t, labels) -> dict:
+        return {name: float(fn(t, labels)) for name, fn in self.measures.items()}
+
+    def _measure_centres(self, epoch, seeds, centres) -> None:
         n = self.x.shape[0]
-        ids = torch.arange(n, device=self.x.device)
-        centres = model.centres(self.x, self.replicas, generator=g)
-        if state.epoch in self.keep:
-            self.kept[state.epoch] = {l: c.cpu() for l, c in enumerate(centres, start=1)
-                                      if self.keep_layers is None or l in self.keep_layers}  # fmt: skip
         for layer, c in enumerate(centres, start=1):
             r = c.shape[1] // n
-            rows_x, rows_y = ids.repeat_interleave(r), self.y.repeat_interleave(r)
-            for s, seed in enumerate(getattr(model, "seeds", [0])):
-                a, b = self.estimator.estimate_each([rows_x, rows_y], c[s])
-                self.records.append(
-                    {"epoch": state.epoch, "model": seed, "layer": layer, "estimator": self.label,
-                     "i_xt": a.value, "i_ty": b.value, "i_xt_std": a.std, "i_ty_std": b.std}
-                    | {name: float(fn(c[s], rows_y)) for name, fn in self.measures.items()}
+            rows_x, rows_y = self.x_ids.repeat_interleave(r, dim=0), self.y.repeat_interleave(r, dim=0)
+            for s, seed in enumerate(seeds):
+                for label, (est_xt, est_ty) in self.estimators.items():
+                    if est_xt.x_role != "centres":
+                        continue
+                    if est_xt is est_ty:  # both sides from the same Monte Carlo points
+                        a, b = est_xt.estimate_batch(c[s], [rows_x, rows_y])
+                    else:
+                        a, b = est_xt.estimate(c[s], rows_x), est_ty.estimate(c[s], rows_y)
+                    self.records.append({"epoch": epoch, "model": seed, "layer": layer, "estimator": label,
+                                         **record(a, b), **self._extra(c[s], rows_y)})  # fmt: skip
+
+    def _measure_layers(self, epoch, seeds, layers) -> None:
+        for label, (est_xt, est_ty) in self.estimators.items():
+            if est_xt.x_role == "centres":
+                continue
+            if self.shared_bounds and "bounds" in est_xt.param_names():  # bounds differ per network: one at a time
+                for s, seed in enumerate(seeds):
+                    rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est_xt},
+                                             shared_bounds=True)  # fmt: skip
+                    self.records.extend({"epoch": epoch, "model": seed, **r, **self._extra(layers[r["layer"] - 1][s],
+                                                                                            self.y)} for r in rows)
+                continue
+            for i, t in enumerate(layers, start=1):  # every network at once where the estimator can
+                i_xt = est_xt.estimate_batch(t, self.x_ids)
+                i_ty = est_ty.estimate_batch(t, self.y)
+                self.records.extend(
+                    {"epoch": epoch, "model": seed, "layer": i, "estimator": label, **record(a, b),
+                     **self._extra(t[s], self.y)}
+                    for s, (seed, a, b) in enumerate(zip(seeds, i_xt, i_ty))
                 )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibcore.infoplane import InformationPlane, phases, smooth
+from ibcore.infoplane import InformationPlane, aggregate, phases, smooth
 
 
 def test_smooth_removes_noise_without_moving_a_smooth_curve():
@@ -60,7 +60,7 @@ def test_information_plane_takes_a_pair_of_estimators(device):
     x = torch.randn(400, 5, generator=g).to(device)  # the network, the compression and the estimators follow it
     y = (x[:, 0] > 0).long()
     # one principal component per layer: the 2-unit softmax output sums to 1 and cannot be whitened whole
-    pair = (LossyMI("entropy-mi", y_compressor=PCA(1)), LossyMI("class-mi", x_compressor=PCA(1)))
+    pair = (LossyMI("entropy-mi", x_compressor=PCA(1)), LossyMI("class-mi", x_compressor=PCA(1)))
     plane = InformationPlane(x, y, {"lossy": pair}, epochs=[0], x_ids=x[:, :2])
     net = MLP((5, 6, 4, 2), seeds=[3], activation="tanh", device=device)
     plane.on_epoch_end(type("S", (), {"epoch": 0, "model": net})())
@@ -69,3 +69,21 @@ def test_information_plane_takes_a_pair_of_estimators(device):
         assert r["model"] == 3 and -0.2 < r["i_ty"] <= math.log(2) + 0.1 and r["i_xt"] > 0
     with pytest.raises(ValueError, match=r"estimators\['bad'\] must be an MI estimator or a pair"):
         InformationPlane(x, y, {"bad": (pair[0], pair[1], pair[0])})
+
+
+def test_information_plane_refuses_a_labels_estimator_for_input_ids():
+    from ibcore.estimators import ClassMI
+
+    x = torch.randn(40, 3)
+    with pytest.raises(ValueError, match="takes class labels as y, but I\\(X;T\\) gives it input ids"):
+        InformationPlane(x, (x[:, 0] > 0).long(), {"c": ClassMI()})
+
+
+def test_records_written_before_the_schema_still_aggregate(tmp_path):
+    from ibcore.infoplane import load_records, save_records
+
+    old = [{"epoch": e, "model": m, "layer": 1, "estimator": "b", "i_xt": 1.0 + e, "i_ty": 0.5} for e in (0, 1)
+           for m in (0, 1)]
+    save_records(old, tmp_path / "old.json")
+    agg = aggregate(load_records(tmp_path / "old.json"), "i_xt", by=("epoch",))
+    assert agg[(1,)]["mean"] == 2.0

@@ -198,5 +198,33 @@ def test_lossy_hands_images_to_a_convolutional_autoencoder():
     x, y = image_pair(300, 1.0, "bumps", 16, seed=0)
     ae = Autoencoder(2, epochs=1, batch_size=64).fit(x)
     assert hasattr(ae.model, "shape")  # the convolutional autoencoder, fitted on images
-    r = est.make("lossy", x_compressor=ae, y_compressor=ae, fitted=True).estimate(x, y)
+    r = est.make("lossy", x_compressor=ae, y_compressor=ae).estimate(x, y)
     assert r.diagnostics["compressed_dims"] == [2, 2]
+    assert r.diagnostics["compressors_fitted"] == ["given", "given"]
+
+
+def test_lossy_never_refits_a_fitted_compressor_and_never_changes_an_unfitted_one():
+    from ibcore.tasks import correlated_gaussian
+
+    x, y = correlated_gaussian(600, mi=1.0, dim=3, seed=0)
+    fitted = PCA(2).fit(x[:300])
+    axes = fitted.axes.clone()
+    fresh = PCA(2)
+    r = est.make("lossy", estimator="ksg", x_compressor=fitted, y_compressor=fresh).estimate(x, y)
+    assert r.diagnostics["compressors_fitted"] == ["given", "fitted"]
+    assert torch.equal(fitted.axes, axes)  # used as given: not refitted on the data being estimated
+    assert not fresh.is_fitted  # a copy was fitted; the caller's object is untouched
+    want = est.make("ksg").estimate(fitted.transform(x), PCA(2).fit(y).transform(y)).value
+    assert r.value == want
+
+
+def test_sklearn_style_compressors_count_as_fitted_by_their_trailing_underscore():
+    class Foreign:
+        def fit(self, x):
+            self.mean_ = np.asarray(x).mean(0)
+            return self
+
+        def transform(self, x):
+            return np.asarray(x) - self.mean_
+
+    assert not est.is_fitted(Foreign()) and est.is_fitted(Foreign().fit([[1.0], [2.0]]))

@@ -81,7 +81,7 @@ def test_infonce_never_exceeds_ln_batch(device):
     x, y = correlated_gaussian(2000, mi=8.0, dim=2, seed=3)
     r = est.make("infonce", **(FAST | {"batch_size": 16}), device=device).estimate(x, y)
     assert r.value <= math.log(16) + 1e-6
-    assert r.diagnostics["ceiling"] == pytest.approx(math.log(16))
+    assert r.diagnostics["bound"] == pytest.approx(math.log(16))
 
 
 def test_a_batch_larger_than_the_held_out_part_still_gives_a_standard_error(device):
@@ -90,7 +90,7 @@ def test_a_batch_larger_than_the_held_out_part_still_gives_a_standard_error(devi
     for name in ("mine", "infonce"):
         r = est.make(name, **(FAST | {"batch_size": 256, "epochs": 3}), device=device).estimate(x, y)
         assert r.std is not None and r.std > 0, r
-    assert r.diagnostics["ceiling"] == pytest.approx(math.log(200))
+    assert r.diagnostics["bound"] == pytest.approx(math.log(200))
 
 
 def test_diagnostics_report_the_curve_and_the_last_value_not_the_best(device):

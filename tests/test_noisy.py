@@ -78,19 +78,19 @@ def test_sp_information_of_the_first_layer_falls_with_the_noise(device):
     for sigma in (1e-4, 0.05, 1.0):
         net = MLP(SZT_WIDTHS, "tanh", seeds=[0], noise_std=sigma, device=device)
         c = net.centres(x, replicas=1)[0][0].detach()
-        values.append(SamplePropagation(noise_std=sigma, n_mc=4000).estimate(ids, c).value)
+        values.append(SamplePropagation(noise_std=sigma, n_mc=4000).estimate(c, ids).value)
     assert values[0] == pytest.approx(math.log(64), abs=1e-3)  # tiny noise: every input its own cluster
     assert values[0] > values[1] > values[2] > 0
 
 
-def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise(device):
-    from ibcore.infoplane import NoisyInformationPlane
+def test_information_plane_of_a_noisy_net_records_every_hidden_layer_and_checks_the_noise(device):
+    from ibcore.infoplane import InformationPlane
 
     x = torch.rand(32, 12, generator=torch.Generator().manual_seed(1)).to(device)
     y = (x[:, 0] > 0.5).long()
     net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.05, device=device)
     state = type("State", (), {"epoch": 3, "model": net})()
-    plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, epochs=[3])
+    plane = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05, n_mc=500)}, replicas=3, epochs=[3])
     with torch.no_grad():
         plane.on_epoch_end(state)
     assert len(plane.records) == 2 * 5  # networks x hidden layers
@@ -98,25 +98,51 @@ def test_noisy_information_plane_records_every_hidden_layer_and_checks_the_noise
     for r in plane.records:
         assert -4 * r["i_xt_std"] - 1e-9 <= r["i_xt"] <= math.log(32) + 4 * r["i_xt_std"] + 1e-9
         assert r["i_ty"] <= math.log(2) + 4 * r["i_ty_std"] + 1e-9
-    wrong = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.1), replicas=3)
+    wrong = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.1)}, replicas=3)
     with pytest.raises(ValueError, match="differs from the network's noise_std=0.05"):
         wrong.on_epoch_end(state)
 
-    kept = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3, 7],
+    kept = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05, n_mc=500)}, replicas=3, keep=[3, 7],
                                  measures={"rows": lambda t, labels: t.shape[0] + 0 * labels.sum()})
     with torch.no_grad():
         kept.on_epoch_end(state)
     assert list(kept.kept) == [3]
     assert [r["rows"] for r in kept.records] == [32, 32] + [96] * 8  # layer by layer, both networks
     with pytest.raises(ValueError, match="must not reuse the record fields"):
-        NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05), replicas=3, measures={"i_xt": len})
+        InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05)}, replicas=3, measures={"i_xt": len})
     assert all(c.device.type == "cpu" for c in kept.kept[3].values())  # kept centres are moved to the host
     assert {l: tuple(c.shape) for l, c in kept.kept[3].items()} == {1: (2, 32, 10)} | {
         l: (2, 96, w) for l, w in enumerate(SZT_WIDTHS[2:-1], start=2)}
-    last = NoisyInformationPlane(x, y, SamplePropagation(noise_std=0.05, n_mc=500), replicas=3, keep=[3], keep_layers=[5])
+    last = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05, n_mc=500)}, replicas=3, keep=[3], keep_layers=[5])
     with torch.no_grad():
         last.on_epoch_end(state)
     assert list(last.kept[3]) == [5] and last.kept[3][5].shape == (2, 96, 3)
+
+
+def test_one_plane_measures_sp_and_binning_side_by_side_as_separate_calls_do():
+    from ibcore.estimators import Binning
+    from ibcore.infoplane import InformationPlane
+
+    x = torch.rand(32, 12, generator=torch.Generator().manual_seed(2))
+    y = (x[:, 0] > 0.5).long()
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], noise_std=0.05)
+    sp = SamplePropagation(noise_std=0.05, n_mc=500)
+    plane = InformationPlane(x, y, {"sp": sp, "bins": Binning(n_bins=30)}, replicas=2, seed=5)
+    plane.on_epoch_end(type("State", (), {"epoch": 4, "model": net})())
+    got = {(r["estimator"], r["model"], r["layer"]): r for r in plane.records}
+    assert len(got) == 2 * 5 + 2 * 6  # SP on the hidden layers, binning on every layer with the output
+    g = torch.Generator().manual_seed(5 * 1_000_003 + 4)
+    with torch.no_grad():
+        centres = net.centres(x, 2, generator=g)
+    ids = torch.arange(32)
+    for layer, c in enumerate(centres, start=1):
+        r = c.shape[1] // 32
+        for s, seed in enumerate(net.seeds):
+            want = sp.estimate(c[s], ids.repeat_interleave(r)).value
+            assert got[("sp", seed, layer)]["i_xt"] == pytest.approx(want, abs=1e-12)
+    rec = got[("sp", 0, 1)]
+    assert rec["estimates"]["i_xt"]["estimator"] == "sp" and rec["i_xt_std"] > 0
+    assert {"seconds", "device", "warnings", "diagnostics", "params"} <= set(rec["estimates"]["i_ty"])
 
 
 def test_orthonormal_update_converges_to_orthonormal_columns_and_leaves_the_last_layer(device, on_device):
@@ -179,7 +205,7 @@ def test_noisy_cnn_noise_switch_seeds_and_stacking(device, on_device):
 
 
 def test_noisy_cnn_centres_and_training_with_the_information_plane(device, on_device):
-    from ibcore.infoplane import NoisyInformationPlane
+    from ibcore.infoplane import InformationPlane
     from ibcore.nets import NoisyCNN
     from ibcore.training import fit
 
@@ -194,7 +220,7 @@ def test_noisy_cnn_centres_and_training_with_the_information_plane(device, on_de
     assert c2.shape == (2, 72, 6)
     assert torch.allclose(c2.reshape(2, 24, 3, 6), t2.unsqueeze(2).expand(2, 24, 3, 6), atol=1e-3)  # input-major
     net.noise = True
-    plane = NoisyInformationPlane(x, y, SamplePropagation(noise_std=1e-4, n_mc=400), replicas=3, epochs=[0, 20])
+    plane = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=1e-4, n_mc=400)}, replicas=3, epochs=[0, 20])
     state = fit(net, (x, y), epochs=20, batch_size=8, lr=1e-2, callbacks=[plane])
     assert state.losses[-1] < state.losses[0]
     on_device(net)

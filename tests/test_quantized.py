@@ -205,11 +205,12 @@ def test_exact_stacked_equals_one_network_at_a_time():
     y = torch.from_numpy(rng.integers(0, 2, 500))
     ids = torch.arange(500)
     est = ExactMI()
-    for stacked, one in [(est.estimate_stacked(t, y), [est.estimate(u, y) for u in t]),
-                         (est.estimate_stacked(ids, t), [est.estimate(ids, u) for u in t])]:  # fmt: skip
+    for stacked, one in [(est.estimate_batch(t, y), [est.estimate(u, y) for u in t]),
+                         (est.estimate_batch(t, ids), [est.estimate(u, ids) for u in t]),
+                         (est.estimate_batch(list(t), ids), [est.estimate(u, ids) for u in t])]:  # fmt: skip
         assert [r.value for r in stacked] == pytest.approx([r.value for r in one], abs=1e-12)
     # both stacked: pairs network s of x with network s of y
-    both = est.estimate_stacked(t, t)
+    both = est.estimate_batch(t, t)
     assert [r.value for r in both] == pytest.approx([est.estimate(u, u).value for u in t], abs=1e-12)
 
 
@@ -228,17 +229,27 @@ def test_exact_rejects_bad_probabilities(p, message):
 
 
 def test_exact_rejects_mismatched_stacks():
-    with pytest.raises(ValueError, match=r"same number of networks, got \[2, 3\]"):
-        ExactMI().estimate_stacked(torch.zeros(2, 5, 1), torch.zeros(3, 5, 1))
-    with pytest.raises(ValueError, match=r"y must be 1-D or 2-D \(estimate_stacked"):
+    with pytest.raises(ValueError, match=r"same number of tables on each side, got x: 2, y: 3"):
+        ExactMI().estimate_batch(torch.zeros(2, 5, 1), torch.zeros(3, 5, 1))
+    with pytest.raises(ValueError, match=r"y must be 1-D or 2-D \(estimate_batch"):
         ExactMI().estimate(torch.zeros(5, 1), torch.zeros(3, 5, 1))
 
 
-def test_default_estimate_stacked_loops_over_networks():
+def test_default_estimate_batch_loops_over_networks():
     t = torch.from_numpy(np.random.default_rng(3).integers(0, 3, size=(3, 200, 1)))
     y = t[0, :, 0] % 2
-    got = DiscreteMI().estimate_stacked(t, y)
+    got = DiscreteMI().estimate_batch(t, y)
     assert [r.value for r in got] == [DiscreteMI().estimate(u, y).value for u in t]
+
+
+def test_a_batch_of_weightings_is_one_estimate_per_p():
+    rng = np.random.default_rng(4)
+    t, y = rng.integers(0, 3, 300), rng.integers(0, 2, 300)
+    ps = rng.dirichlet(np.ones(300), size=3)
+    got = ExactMI().estimate_batch(t, y, p=ps)
+    assert [r.value for r in got] == pytest.approx([ExactMI().estimate(t, y, p=q).value for q in ps], abs=1e-12)
+    with pytest.raises(ValueError, match="p was given, but discrete reads its rows as samples"):
+        DiscreteMI().estimate(t, y, p=ps[0])
 
 
 # --------------------------------------------------------------------------- the data-processing inequality, exactly
@@ -251,8 +262,8 @@ def test_each_quantized_layer_is_a_function_of_the_previous_one(szt, activation,
         layers = net.layers(d.x)
     ids = torch.arange(d.x.shape[0], device=device)
     est = ExactMI()
-    h = [[r.value for r in est.estimate_stacked(ids, t)] for t in layers]
-    i_ty = [[r.value for r in est.estimate_stacked(t, d.y)] for t in layers]
+    h = [[r.value for r in est.estimate_batch(t, ids)] for t in layers]
+    i_ty = [[r.value for r in est.estimate_batch(t, d.y)] for t in layers]
     for s in range(net.n_models):
         for lo, hi in zip(layers[:-1], layers[1:]):
             step = est.estimate(lo[s], hi[s])
@@ -287,8 +298,8 @@ def test_exact_and_quantized_network_on_the_device(szt, device, on_device):
     on_device(net, layers)
     est = ExactMI()
     for g, c in zip(layers, cpu_layers):
-        dev = [r.value for r in est.estimate_stacked(g, d.y.to(device))]
-        cpu = [r.value for r in est.estimate_stacked(c, d.y)]
+        dev = [r.value for r in est.estimate_batch(g, d.y.to(device))]
+        cpu = [r.value for r in est.estimate_batch(c, d.y)]
         # CUDA's float rounding can move a few of the 4096 inputs across a level: 0.02 nats (one input moving
         # between two codes changes I by about ln(4096) / 4096 = 0.002 nats); the same device gives the same codes
         assert dev == pytest.approx(cpu, abs=0.02 if device.type == "cuda" else 1e-12)

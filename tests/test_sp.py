@@ -25,7 +25,7 @@ def test_well_separated_mixture_is_ln_k_plus_the_gaussian_entropy(k, dim):
     centres = rng.normal(size=(k, dim)) * 1e3  # pairwise distances in the hundreds of noise_std
     r = GaussianMixtureEntropy(noise_std=1.0, n_mc=20000).estimate(centres)
     assert r.value == pytest.approx(math.log(k) + gaussian_entropy(dim, 1.0), abs=4 * r.std + 1e-9)
-    mi = SamplePropagation(noise_std=1.0, n_mc=20000).estimate(np.arange(k), centres)
+    mi = SamplePropagation(noise_std=1.0, n_mc=20000).estimate(centres, np.arange(k))
     assert mi.value == pytest.approx(math.log(k), abs=1e-6)  # paired points: no Monte Carlo error left
     assert mi.diagnostics["exact_conditional"]
 
@@ -60,11 +60,11 @@ def test_replicas_of_separated_inputs_give_ln_n_and_shared_replicas_give_zero(de
     ids = np.repeat(np.arange(n), r)
     centres = anchors[ids] + 0.5 * sigma * rng.normal(size=(n * r, 3))  # each input: a cloud of replicas
     est = SamplePropagation(noise_std=sigma, n_mc=20000, device=device)
-    sep = est.estimate(ids, centres)
+    sep = est.estimate(centres, ids)
     assert not sep.diagnostics["exact_conditional"]
     assert sep.value == pytest.approx(math.log(n), abs=4 * sep.std + 1e-6)
     shared = np.tile(centres[:r], (n, 1))  # every input has the same conditional law: I = 0
-    zero = est.estimate(ids, shared)
+    zero = est.estimate(shared, ids)
     assert abs(zero.value) < 1e-9  # log p(t|x) = log p(t) at every point
 
 
@@ -74,7 +74,7 @@ def test_standard_error_matches_the_spread_over_seeds():
     ids = np.arange(40) % 10  # 10 inputs, 4 overlapping centres each
     values, stds = [], []
     for seed in range(20):
-        r = SamplePropagation(noise_std=0.5, n_mc=2000, seed=seed).estimate(ids, centres)
+        r = SamplePropagation(noise_std=0.5, n_mc=2000, seed=seed).estimate(centres, ids)
         values.append(r.value)
         stds.append(r.std)
     ratio = np.std(values, ddof=1) / np.mean(stds)
@@ -88,7 +88,7 @@ def test_standard_error_matches_the_spread_over_seeds():
 ])  # fmt: skip
 def test_bad_hyperparameters_raise(params, message):
     with pytest.raises(ValueError, match=message):
-        SamplePropagation(**params).estimate([0, 1], [[0.0], [1.0]])
+        SamplePropagation(**params).estimate([[0.0], [1.0]], [0, 1])
     with pytest.raises(ValueError, match=message):
         GaussianMixtureEntropy(**params).estimate([[0.0], [1.0]])
 
@@ -97,9 +97,9 @@ def test_device_and_cpu_agree(device):
     rng = np.random.default_rng(4)
     centres = rng.normal(size=(500, 4))
     ids = np.arange(500) % 50
-    cpu = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(ids, centres)
-    dev = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(torch.from_numpy(ids).to(device),
-                                                                torch.from_numpy(centres).to(device))
+    cpu = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(centres, ids)
+    dev = SamplePropagation(noise_std=0.3, n_mc=5000).estimate(torch.from_numpy(centres).to(device),
+                                                                torch.from_numpy(ids).to(device))
     # the same points (the generator lives on the CPU), float64 distances: 1e-9
     assert dev.value == pytest.approx(cpu.value, abs=1e-9)
     h = GaussianMixtureEntropy(noise_std=0.3, n_mc=5000, device=device).estimate(centres)
@@ -118,7 +118,7 @@ def test_distance_chunks_do_not_sync_with_the_host(device, host_syncs, monkeypat
 
     def run(elements):
         monkeypatch.setattr(sp, "_CHUNK_ELEMENTS", elements)
-        return host_syncs(lambda: SamplePropagation(noise_std=0.3, n_mc=2000).estimate_each([ids, ids % 2], c))
+        return host_syncs(lambda: SamplePropagation(noise_std=0.3, n_mc=2000).estimate_batch(c, [ids, ids % 2]))
 
     assert run(300 * 250) == run(300 * 500)  # 8 vs 4 chunks of the full pass, more of the gathered one
 
@@ -151,16 +151,20 @@ def test_block_and_gathered_group_densities_agree_with_a_direct_sum(device, on_d
     assert torch.allclose(by_id_alone, by_id, atol=1e-12)
 
 
-def test_estimate_each_equals_separate_estimates(device):
+def test_a_batch_of_other_sides_equals_separate_estimates(device):
     rng = np.random.default_rng(6)
     c = rng.normal(size=(400, 2))
     ids, labels = np.arange(400) // 8, (np.arange(400) // 8) % 2
     est = SamplePropagation(noise_std=0.3, n_mc=3000, seed=4, device=device)
-    a, b = est.estimate_each([ids, labels], c)
-    assert a.value == pytest.approx(est.estimate(ids, c).value, abs=1e-12)
-    assert b.value == pytest.approx(est.estimate(labels, c).value, abs=1e-12)
-    assert a.diagnostics["h_t"] == b.diagnostics["h_t"]
-    with pytest.raises(ValueError, match="xs must be a non-empty sequence"):
-        est.estimate_each([], c)
-    with pytest.raises(ValueError, match=r"xs\[1\]"):
-        est.estimate_each([ids, labels[:10]], c)
+    a, b = est.estimate_batch(c, [ids, labels])
+    assert a.value == pytest.approx(est.estimate(c, ids).value, abs=1e-12)
+    assert b.value == pytest.approx(est.estimate(c, labels).value, abs=1e-12)
+    assert a.diagnostics["h_t"] == b.diagnostics["h_t"]  # the same Monte Carlo points
+    with pytest.raises(ValueError, match="y is empty"):
+        est.estimate_batch(c, [])
+    with pytest.raises(ValueError, match=r"y\[1\]"):
+        est.estimate_batch(c, [ids, labels[:10]])
+    # several layers against one other side: one estimate each, as separate calls give
+    two = est.estimate_batch(np.stack([c, 2 * c]), ids)
+    assert [r.value for r in two] == pytest.approx([est.estimate(c, ids).value, est.estimate(2 * c, ids).value],
+                                                   abs=1e-12)

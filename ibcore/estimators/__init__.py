@@ -1,8 +1,9 @@
 """Mutual-information and entropy estimators behind one interface.
 
-Every MI estimator has ``estimate(x, y) -> MIEstimate`` and every entropy estimator ``estimate(x) ->
-EntropyEstimate``; values are in nats. ``available()`` lists the registered names and ``make(name, **params)``
-builds one.
+Every MI estimator has ``estimate(x, y) -> MIEstimate`` (x the representation side, y the other side) and every
+entropy estimator ``estimate(x) -> EntropyEstimate``; values are in nats. ``available()`` lists the registered names
+(filtered by declared capabilities), ``capabilities(name)`` says what one takes and ``make(name, **params)`` builds
+one. The whole contract is in :mod:`ibcore.estimators.interface`.
 
 Example:
     >>> import ibcore.estimators as est
@@ -16,7 +17,11 @@ from .interface import (
     Estimate,
     MIEstimate,
     MIEstimator,
+    DIAGNOSTICS,
+    ROLES,
     available,
+    capabilities,
+    capability_table,
     make,
     register,
 )
@@ -28,7 +33,7 @@ from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
-from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, LossyMI
+from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, LossyMI, is_fitted
 
 __all__ = [
     "Estimate",
@@ -37,6 +42,10 @@ __all__ = [
     "MIEstimator",
     "EntropyEstimator",
     "available",
+    "capabilities",
+    "capability_table",
+    "DIAGNOSTICS",
+    "ROLES",
     "make",
     "register",
     "DiscreteEntropy",
@@ -63,4 +72,5 @@ __all__ = [
     "EntropyMI",
     "ClassMI",
     "LossyMI",
+    "is_fitted",
 ]

@@ -98,12 +98,15 @@ class Binning(_BinningParams, MIEstimator):
         1.0
     """
 
+    x_role = y_role = "any"
+    bound = "ln min(occupied bins of x, occupied bins of y)"
+
     def __init__(self, n_bins=None, bin_width=None, bounds="layer", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
         self.bounds = bounds
         self.device = device
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         cx, cy = self._codes(x, "x"), self._codes(y, "y")
         check_same_length(cx[:, None], cy[:, None])
         return mi_from_codes(cx, cy, self)
@@ -119,12 +122,14 @@ class BinnedEntropy(_BinningParams, EntropyEstimator):
         1.5
     """
 
+    x_role = "any"
+
     def __init__(self, n_bins=None, bin_width=None, bounds="layer", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
         self.bounds = bounds
         self.device = device
 
-    def estimate(self, x) -> EntropyEstimate:
+    def _estimate(self, x, p) -> EntropyEstimate:
         codes = self._codes(x, "x")
         h, m = plugin_entropy(codes)
         return EntropyEstimate(h, codes.shape[0], self.name, self.get_params(), diagnostics={"n_symbols": m})

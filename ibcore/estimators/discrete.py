@@ -126,10 +126,12 @@ class DiscreteEntropy(EntropyEstimator):
         2.0
     """
 
+    x_role = "discrete"
+
     def __init__(self, correction: str = "none"):
         self.correction = correction
 
-    def estimate(self, x) -> EntropyEstimate:
+    def _estimate(self, x, p) -> EntropyEstimate:
         check_choice(self.correction, "correction", _CORRECTIONS)
         t = as_samples(x, "x")
         h, m = plugin_entropy(row_codes(t))
@@ -155,10 +157,13 @@ class DiscreteMI(MIEstimator):
         1.0
     """
 
+    x_role = y_role = "discrete"
+    bound = "ln min(symbols of x, symbols of y)"
+
     def __init__(self, correction: str = "none"):
         self.correction = correction
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         check_choice(self.correction, "correction", _CORRECTIONS)
         tx, ty = as_samples(x, "x"), as_samples(y, "y")
         check_same_length(tx, ty)
@@ -181,5 +186,5 @@ def mi_from_codes(cx: torch.Tensor, cy: torch.Tensor, est) -> MIEstimate:
         est.name,
         est.get_params(),
         diagnostics={"h_x": hx, "h_y": hy, "h_xy": hxy, "n_symbols_x": mx, "n_symbols_y": my,
-                     "n_symbols_xy": mxy, "max_value": math.log(min(mx, my))},
+                     "n_symbols_xy": mxy, "bound": math.log(min(mx, my))},
     )  # fmt: skip

@@ -38,6 +38,19 @@ def _as_stacked(x, name: str) -> tuple[torch.Tensor, bool]:
     return as_samples(x, name, keep_integer=True).unsqueeze(0), False
 
 
+def _stack(tables: list, name: str) -> torch.Tensor:
+    # (S, N, d) from S tables (one table: S = 1), each validated
+    if len(tables) == 1:
+        return _as_stacked(tables[0], name)[0]
+    parts = [_as_stacked(t, f"{name}[{i}]") for i, t in enumerate(tables)]
+    if any(stacked for _, stacked in parts):
+        raise ValueError(f"{name} must be a list of 1-D or 2-D tables or one (S, N, d) array, not a list of stacks")
+    shapes = {tuple(t.shape) for t, _ in parts}
+    if len(shapes) > 1:
+        raise ValueError(f"the tables of {name} must have one shape, got {sorted(shapes)}")
+    return torch.cat([t for t, _ in parts])
+
+
 def _shape(x) -> tuple:
     return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(np.shape(x))
 
@@ -105,10 +118,11 @@ class ExactMI(MIEstimator):
 
     ``estimate(x, y, p=None)``: row i of ``x`` and of ``y`` is outcome i, with probability ``p[i]`` (uniform when
     ``None``). Rows are equal symbols when exactly equal. For a deterministic layer T of a finite input set X,
-    ``estimate(input_ids, t)`` is I(X;T) = H(T) and ``estimate(t, labels)`` is I(T;Y).
+    ``estimate(t, input_ids)`` is I(X;T) = H(T) and ``estimate(t, labels)`` is I(T;Y).
 
-    ``estimate_stacked(x, y, p=None)`` does the same for S stacked networks at once (``x`` or ``y`` of shape
-    ``(S, N, d)``, the other shared or stacked), in one pass on the data's device.
+    ``estimate_batch(x, y, p=None)`` does the same for S stacked networks at once (``x`` or ``y`` of shape
+    ``(S, N, d)`` or a list of S tables, the other shared or stacked), in one pass on the data's device; several
+    ``p`` are one pass each.
 
     ``diagnostics``: ``h_x``, ``h_y``, ``h_xy``, the numbers of distinct symbols, and ``y_function_of_x`` /
     ``x_function_of_y`` (exact, from the symbol counts on the support of ``p``).
@@ -121,20 +135,29 @@ class ExactMI(MIEstimator):
         (1.0, 3)
     """
 
-    def estimate(self, x, y, *, p=None) -> MIEstimate:
+    x_role = y_role = "discrete"
+    weighted = batched = True
+    bound = "ln min(symbols of x, symbols of y)"
+
+    def _estimate(self, x, y, p) -> MIEstimate:
         tx, sx = _as_stacked(x, "x")
         ty, sy = _as_stacked(y, "y")
         for name, arg, stacked in (("x", x, sx), ("y", y, sy)):
             if stacked:
-                raise ValueError(f"{name} must be 1-D or 2-D (estimate_stacked takes stacked networks), "
+                raise ValueError(f"{name} must be 1-D or 2-D (estimate_batch takes stacked networks), "
                                  f"got shape {_shape(arg)}")  # fmt: skip
-        return self._estimate(tx, ty, p)[0]
+        return self._population(tx, ty, p)[0]
 
-    def estimate_stacked(self, x, y, *, p=None) -> list[MIEstimate]:
-        """One exact MI per stacked network; ``x`` and/or ``y`` of shape ``(S, N, d)``."""
-        return self._estimate(_as_stacked(x, "x")[0], _as_stacked(y, "y")[0], p)
+    def _estimate_batch(self, xs, ys, ps, s) -> list[MIEstimate]:
+        tx, ty = _stack(xs, "x"), _stack(ys, "y")
+        out = []
+        for p in ps:  # every stacked network in one pass, once per weighting
+            out += self._population(tx, ty, p)
+        if len(ps) > 1 and s == len(ps) and len(out) > s:  # several p with one network per p: pair them up
+            out = [out[i * s + i] for i in range(s)]
+        return out
 
-    def _estimate(self, tx: torch.Tensor, ty: torch.Tensor, p) -> list[MIEstimate]:
+    def _population(self, tx: torch.Tensor, ty: torch.Tensor, p) -> list[MIEstimate]:
         if tx.shape[1] != ty.shape[1]:
             raise ValueError(f"x and y must have the same number of samples, got [{tx.shape[1]}, {ty.shape[1]}]")
         if tx.device != ty.device:
@@ -166,7 +189,7 @@ class ExactMI(MIEstimator):
             MIEstimate(a + b - ab, n, self.name, self.get_params(),
                        diagnostics={"h_x": a, "h_y": b, "h_xy": ab, "n_symbols_x": ma, "n_symbols_y": mb,
                                     "n_symbols_xy": mab, "y_function_of_x": mab == ma, "x_function_of_y": mab == mb,
-                                    "max_value": math.log(min(ma, mb))})
+                                    "bound": math.log(min(ma, mb))})
             for a, b, ab, ma, mb, mab in rows
         ]  # fmt: skip
 
@@ -180,7 +203,10 @@ class ExactEntropy(EntropyEstimator):
         1.5
     """
 
-    def estimate(self, x, *, p=None) -> EntropyEstimate:
+    x_role = "discrete"
+    weighted = True
+
+    def _estimate(self, x, p) -> EntropyEstimate:
         t, stacked = _as_stacked(x, "x")
         if stacked:
             raise ValueError(f"x must be 1-D or 2-D, got shape {_shape(x)}")

@@ -379,6 +379,7 @@ class _HeldOut(Callback):
 
 class _FlowEstimator(MIEstimator):
     base = ""
+    trained = images = True
 
     def __init__(self, couplings: int = 6, hidden=(64, 64), bins: int = 8, image_couplings: int = 2,
                  channels: int = 16, head=None, latent=None, orthogonal: bool = True, epochs: int = 200,
@@ -423,7 +424,7 @@ class _FlowEstimator(MIEstimator):
         if self.latent is not None:
             check_positive_int(self.latent, "latent")
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         self._check()
         dev = resolve_device(self.device)
         tx, shape_x = self._prepare(x, "x", dev)

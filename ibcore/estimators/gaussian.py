@@ -49,7 +49,7 @@ class GaussianMI(MIEstimator):
     def __init__(self, device=None):
         self.device = device
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         tx = as_samples(x, "x", device=self.device, float_dtype=torch.float64)
         ty = as_samples(y, "y", device=self.device, float_dtype=torch.float64)
         check_same_length(tx, ty)

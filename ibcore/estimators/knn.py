@@ -101,7 +101,7 @@ class KozachenkoLeonenko(EntropyEstimator):
         self.device = device
         self.whiten = whiten
 
-    def estimate(self, x) -> EntropyEstimate:
+    def _estimate(self, x, p) -> EntropyEstimate:
         """Estimate the differential entropy of the samples ``x``.
 
         Arguments:
@@ -234,7 +234,7 @@ class WeightedKozachenkoLeonenko(KozachenkoLeonenko):
                  whiten: bool = False):  # fmt: skip
         super().__init__(k=k, metric=metric, backend=backend, chunk_size=chunk_size, device=device, whiten=whiten)
 
-    def estimate(self, x) -> EntropyEstimate:
+    def _estimate(self, x, p) -> EntropyEstimate:
         k = check_positive_int(self.k, "k")
         ks = list(range(1, k + 1))
         x, eps, backend, chunk, shift = self._distances(x, ks)
@@ -300,7 +300,7 @@ class KSG(MIEstimator):
         self.chunk_size = chunk_size
         self.device = device
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         """Estimate I(X;Y) from paired samples.
 
         Arguments:

@@ -17,6 +17,8 @@ References:
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,7 +29,7 @@ from ._init import init_uniform
 from ._validation import as_samples, check_choice, check_positive_int, check_same_length, image_rows, resolve_device
 from .interface import MIEstimate, MIEstimator, make, register
 
-__all__ = ["PCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI"]
+__all__ = ["PCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI", "is_fitted"]
 
 ENTROPIES = ("wkl", "kl")
 
@@ -63,6 +65,10 @@ class PCA:
         else:
             self.axes = torch.linalg.svd(centred, full_matrices=False)[2][:k].T  # (d, k)
         return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.axes is not None
 
     def transform(self, x) -> torch.Tensor:
         if self.axes is None:
@@ -183,6 +189,10 @@ class Autoencoder:
         self.model, self.loss, self.train_losses = model.eval(), state.last_loss, list(state.losses)
         return self
 
+    @property
+    def is_fitted(self) -> bool:
+        return self.model is not None
+
     @torch.no_grad()
     def transform(self, x) -> torch.Tensor:
         if self.model is None:
@@ -220,7 +230,7 @@ class EntropyMI(_EntropyBased):
         1.0
     """
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         k, h = self._entropy_estimator()
         dev = resolve_device(self.device)
         tx = as_samples(x, "x", min_samples=k + 1, device=dev)
@@ -246,7 +256,10 @@ class ClassMI(_EntropyBased):
         0.7
     """
 
-    def estimate(self, x, y) -> MIEstimate:
+    y_role = "labels"
+    bound = "H(Y), the entropy of the labels"
+
+    def _estimate(self, x, y, p) -> MIEstimate:
         k, h = self._entropy_estimator()
         tx = as_samples(x, "x", min_samples=k + 1, device=resolve_device(self.device))
         ty = as_samples(y, "y", device=tx.device)
@@ -276,9 +289,10 @@ class LossyMI(MIEstimator):
         params: Its hyperparameters.
         x_compressor, y_compressor: Objects with ``fit(x)`` (returning themselves) and ``transform(x)``, e.g.
             :class:`PCA` or :class:`Autoencoder`, or ``None`` to use that side as it is (images flattened to rows).
-            They get the data as given (images stay images) and are fitted on the data being estimated unless already
-            fitted (``fitted=True``).
-        fitted: The compressors were fitted elsewhere (e.g. an autoencoder trained on a training set).
+            They get the data as given (images stay images). A compressor that is already fitted (``is_fitted``
+            true, or, for scikit-learn-style objects, a public attribute ending in ``_``) is used as it is, never
+            refitted; an unfitted one is copied and the copy fitted on the data being estimated, so the object
+            passed in is never changed. ``diagnostics["compressors_fitted"]`` says which happened.
 
     Example:
         >>> from ibcore.tasks import correlated_gaussian
@@ -289,31 +303,43 @@ class LossyMI(MIEstimator):
         1.0
     """
 
-    def __init__(self, estimator: str = "entropy-mi", params=None, x_compressor=None, y_compressor=None,
-                 fitted: bool = False):  # fmt: skip
-        self.estimator, self.params = estimator, params
-        self.x_compressor, self.y_compressor, self.fitted = x_compressor, y_compressor, fitted
+    x_role = y_role = "any"
+    images = True
 
-    def estimate(self, x, y) -> MIEstimate:
+    def __init__(self, estimator: str = "entropy-mi", params=None, x_compressor=None, y_compressor=None):
+        self.estimator, self.params = estimator, params
+        self.x_compressor, self.y_compressor = x_compressor, y_compressor
+
+    def _estimate(self, x, y, p) -> MIEstimate:
         if self.estimator == self.name:
             raise ValueError("estimator='lossy' would compress forever; name the estimator to apply after compression")
         inner = make(self.estimator, **(self.params or {}))
         for name, c in (("x_compressor", self.x_compressor), ("y_compressor", self.y_compressor)):
             if c is not None and not (callable(getattr(c, "fit", None)) and callable(getattr(c, "transform", None))):
                 raise ValueError(f"{name} must have fit(x) and transform(x), got {c!r}")
-        cx = self._compress(self.x_compressor, x)
-        cy = self._compress(self.y_compressor, y)
+        (cx, fx), (cy, fy) = self._compress(self.x_compressor, x), self._compress(self.y_compressor, y)
         r = inner.estimate(cx, cy)
         dims = [int(as_samples(v, n).shape[1]) for v, n in ((cx, "x"), (cy, "y"))]
         return MIEstimate(r.value, r.n_samples, self.name, self.get_params(), std=r.std,
-                          diagnostics={"inner": r.diagnostics, "compressed_dims": dims})  # fmt: skip
+                          diagnostics={"inner": r.diagnostics, "compressed_dims": dims, "compressors_fitted": [fx, fy]},
+                          warnings=r.warnings)  # fmt: skip
 
     def _compress(self, c, v):
         if c is None:
-            return image_rows(v)[0]
-        if not self.fitted:
-            c = c.fit(v)
+            return image_rows(v)[0], None
+        how = "given"
+        if not is_fitted(c):
+            c, how = copy.deepcopy(c).fit(v), "fitted"
         out = c.transform(v)
         if isinstance(out, torch.Tensor) and not bool(torch.isfinite(out).all()):
             raise ValueError(f"{c!r} produced non-finite values")
-        return out
+        return out, how
+
+
+def is_fitted(compressor) -> bool:
+    """Whether a compressor has been fitted: its ``is_fitted`` attribute where it has one (:class:`PCA`,
+    :class:`Autoencoder`), else scikit-learn's convention (a public attribute whose name ends in ``_``)."""
+    flag = getattr(compressor, "is_fitted", None)
+    if flag is not None:
+        return bool(flag)
+    return any(k.endswith("_") and not k.startswith("_") for k in getattr(compressor, "__dict__", {}))

@@ -174,6 +174,7 @@ class _HeldOut(Callback):
 
 class _CriticEstimator(MIEstimator):
     bound_name = ""
+    trained = True
 
     def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
                  batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, seed: int = 0,
@@ -190,7 +191,7 @@ class _CriticEstimator(MIEstimator):
 
         return objective
 
-    def estimate(self, x, y) -> MIEstimate:
+    def _estimate(self, x, y, p) -> MIEstimate:
         check_choice(self.critic, "critic", CRITICS)
         epochs = check_positive_int(self.epochs, "epochs")
         batch = check_positive_int(self.batch_size, "batch_size", 2)
@@ -222,7 +223,7 @@ class _CriticEstimator(MIEstimator):
                 "n_train": len(train), "n_held_out": n_test, "best": max(curve, default=value),
                 "stopped_early": state.epoch < epochs,
                 **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
-                "ceiling": math.log(_eval_batch(batch, n_test)) if self.bound_name == "infonce" else None,
+                **({"bound": math.log(_eval_batch(batch, n_test))} if self.bound_name == "infonce" else {}),
             },
         )  # fmt: skip
 
@@ -283,6 +284,8 @@ class InfoNCE(_CriticEstimator):
     """The InfoNCE bound (van den Oord et al. 2018): never above ln(batch size). Arguments as :class:`MINE`."""
 
     bound_name = "infonce"
+    bound = "ln(held-out minibatch size)"
+    saturation = 0.1  # within 0.1 nats of ln B the bound, not the data, sets the value
 
 
 @register("smile")

@@ -15,11 +15,11 @@ Monte Carlo error much smaller than either entropy's; the reported ``std`` is it
 
 The estimators take the centres as data:
 
-* ``SamplePropagation.estimate(x, y)``: ``x`` says which input (or class) each row belongs to, ``y`` holds the
-  centres, one row each (several rows per input for deeper layers: the replicas). Inputs are weighted by their
-  share of rows. For the first layer (one centre per input) p(t | x) is the Gaussian itself and h(T | X) is
-  d/2 ln(2 pi e noise_std^2) exactly. I(T;Y) is ``estimate(labels, centres)``;
-  ``estimate_each([ids, labels], centres)`` gives both from the same points and one pass over the distances.
+* ``SamplePropagation.estimate(x, y)``: ``x`` holds the centres (the representation side), one row each (several
+  rows per input for deeper layers: the replicas); ``y`` says which input (or class) each row belongs to. Inputs
+  are weighted by their share of rows. For the first layer (one centre per input) p(t | x) is the Gaussian itself
+  and h(T | X) is d/2 ln(2 pi e noise_std^2) exactly. I(T;Y) is ``estimate(centres, labels)``;
+  ``estimate_batch(centres, [ids, labels])`` gives both from the same points and one pass over the distances.
 * ``GaussianMixtureEntropy.estimate(x)``: h of the equal-weight mixture of N(x_k, noise_std^2 I).
 """
 
@@ -140,7 +140,7 @@ class SamplePropagation(MIEstimator):
         seed: Seed of the local generator of the Monte Carlo points.
         device: Where to compute (``None``: where the centres are).
 
-    ``estimate(x, y)``: rows of ``x`` are discrete input ids (or labels), rows of ``y`` the centres; each input's
+    ``estimate(x, y)``: rows of ``x`` are the centres, rows of ``y`` discrete input ids (or labels); each input's
     conditional law is the equal-weight mixture of its centres. Returns nats, with ``std`` the Monte Carlo standard
     error and ``diagnostics`` holding ``h_t``, ``h_t_given_x`` (and their standard errors), the number of inputs and
     whether the conditional entropy was exact (one centre per input).
@@ -148,33 +148,38 @@ class SamplePropagation(MIEstimator):
     Example:
         >>> import torch
         >>> c = torch.tensor([[0.0], [10.0]])  # two inputs, far apart compared with the noise
-        >>> r = SamplePropagation(noise_std=1.0, n_mc=2000).estimate([0, 1], c)
+        >>> r = SamplePropagation(noise_std=1.0, n_mc=2000).estimate(c, [0, 1])
         >>> abs(r.value - math.log(2)) < 0.01, r.diagnostics["exact_conditional"]
         (True, True)
     """
 
+    x_role, y_role = "centres", "discrete"
+    batched = True
+    bound = "ln(number of inputs of y)"
+
     def __init__(self, noise_std: float = 1.0, n_mc: int = 10000, seed: int = 0, device=None):
         self.noise_std, self.n_mc, self.seed, self.device = noise_std, n_mc, seed, device
 
-    def estimate(self, x, y) -> MIEstimate:
-        return self.estimate_each([x], y)[0]
+    def _estimate(self, x, y, p) -> MIEstimate:
+        return self._shared_points(x, [y])[0]
 
-    def estimate_each(self, xs: Sequence, y) -> list[MIEstimate]:
-        """I(X_j;T) for each discrete variable ``X_j`` in ``xs`` (e.g. input ids and labels) with the layer ``y``.
+    def _estimate_batch(self, xs, ys, ps, s) -> list[MIEstimate]:
+        if len(xs) == 1:  # one layer, several other sides: the same Monte Carlo points for all
+            return self._shared_points(xs[0], ys)
+        return super()._estimate_batch(xs, ys, ps, s)
 
-        All from the same Monte Carlo points and one pass over the distances to the centres, which costs about as
-        much as a single :meth:`estimate`.
-        """
+    def _shared_points(self, x, ys: Sequence) -> list[MIEstimate]:
+        """I(T;Y_j) of the layer with centres ``x`` for each discrete variable ``Y_j`` in ``ys`` (e.g. input ids
+        and labels), all from the same Monte Carlo points and one pass over the distances to the centres, which
+        costs about as much as a single estimate."""
         sigma = _check_noise_std(self.noise_std)
         n_mc = check_positive_int(self.n_mc, "n_mc", 2)
         dev = resolve_device(self.device)
-        if isinstance(xs, (str, bytes)) or not isinstance(xs, Sequence) or not xs:
-            raise ValueError(f"xs must be a non-empty sequence of discrete variables, got {type(xs).__name__}")
-        names = [f"xs[{j}]" if len(xs) > 1 else "x" for j in range(len(xs))]
-        txs = [as_samples(x, name, keep_integer=True, device=dev) for x, name in zip(xs, names)]
-        tc = as_samples(y, "y", device=dev, float_dtype=torch.float64)
+        names = [f"y[{j}]" if len(ys) > 1 else "y" for j in range(len(ys))]
+        tc = as_samples(x, "x", device=dev, float_dtype=torch.float64)
+        txs = [as_samples(v, name, keep_integer=True, device=tc.device) for v, name in zip(ys, names)]
         for tx, name in zip(txs, names):
-            check_same_length(tx, tc, (name, "y"))
+            check_same_length(tc, tx, ("x", name))
         groups = [row_codes(tx) for tx in txs]
         g = torch.Generator().manual_seed(int(self.seed))
         idx, t = _mc_points(tc, n_mc, sigma, g)
@@ -192,7 +197,7 @@ class SamplePropagation(MIEstimator):
             results.append(MIEstimate(
                 float(diff.mean()), tc.shape[0], self.name, self.get_params(), std=float(diff.std() / math.sqrt(n_mc)),
                 diagnostics={"h_t": h_t, "h_t_std": h_t_std, "h_t_given_x": h_tx, "h_t_given_x_std": se_tx,
-                             "n_inputs": n_inputs, "exact_conditional": exact, "max_value": math.log(n_inputs)},
+                             "n_inputs": n_inputs, "exact_conditional": exact, "bound": math.log(n_inputs)},
             ))  # fmt: skip
         return results
 
@@ -209,10 +214,12 @@ class GaussianMixtureEntropy(EntropyEstimator):
         True
     """
 
+    x_role = "centres"
+
     def __init__(self, noise_std: float = 1.0, n_mc: int = 10000, seed: int = 0, device=None):
         self.noise_std, self.n_mc, self.seed, self.device = noise_std, n_mc, seed, device
 
-    def estimate(self, x) -> EntropyEstimate:
+    def _estimate(self, x, p) -> EntropyEstimate:
         sigma = _check_noise_std(self.noise_std)
         n_mc = check_positive_int(self.n_mc, "n_mc", 2)
         tc = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
