@@ -2,13 +2,14 @@
 
 Used by the MIENF notebook and by ``benchmarks/bench_estimators.py``. Each record is a dict
 ``{"task", "level", "true_mi", "estimator", "seed", "value", "std", "seconds", "epochs_run", "not_converged",
-"ceiling"}``; ``estimator`` is the label the caller chose (several labels may share one registered name).
+"bound", "warnings", "result"}``; ``estimator`` is the label the caller chose (several labels may share one
+registered name), ``bound`` the estimator's ``diagnostics["bound"]`` (InfoNCE's ln B; ``None`` where it has none) and
+``result`` the whole :class:`~ibcore.estimators.MIEstimate` as a dict (params, device, diagnostics).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,7 @@ from . import estimators as est
 from .estimators._validation import image_rows
 from .tasks import TASKS, sample_task
 
-__all__ = ["compare", "summarise", "IMAGE_ESTIMATORS"]
-
-# Estimators that take images (n, H, W) as they are (the flows, and lossy, which hands them to its compressors);
-# every other estimator gets them flattened to rows.
-IMAGE_ESTIMATORS = ("mienf", "tridiag-mienf", "lossy")
+__all__ = ["compare", "summarise"]
 
 
 def compare(
@@ -40,7 +37,9 @@ def compare(
     """Run every estimator on every task, MI level and seed.
 
     Arguments:
-        estimators: ``{label: (registered name, parameters)}``; a ``seed`` parameter is set to the run's seed.
+        estimators: ``{label: (registered name, parameters)}`` or ``{label: estimator}``; each run gets a clone
+            (the estimators passed in are never changed) whose ``seed``, where it has one, is the run's seed.
+            Estimators that declare ``images`` get image tasks as images, the others flattened to rows.
         tasks: Names from :data:`ibcore.tasks.TASKS`.
         levels: MI levels in nats (the Student task's truth is higher: see :func:`ibcore.tasks.sample_task`).
         n: Samples per data set; ``dim``: components per side of vector tasks; ``size``: image side.
@@ -57,10 +56,15 @@ def compare(
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"tasks must be names from {list(TASKS)}, got {t!r}")
+    built = {}
     for label, spec in estimators.items():
-        if not (isinstance(spec, tuple) and len(spec) == 2 and spec[0] in est.available("mi")):
-            raise ValueError(f"estimators[{label!r}] must be (registered MI estimator name, params), got {spec!r}; "
-                             f"names: {est.available('mi')}")  # fmt: skip
+        if isinstance(spec, est.MIEstimator):
+            built[label] = spec
+        elif isinstance(spec, tuple) and len(spec) == 2 and spec[0] in est.available("mi"):
+            built[label] = est.make(spec[0], **dict(spec[1]))
+        else:
+            raise ValueError(f"estimators[{label!r}] must be an MI estimator or (registered MI estimator name, "
+                             f"params), got {spec!r}; names: {est.available('mi')}")  # fmt: skip
     for v in levels:
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"levels must be finite MI values >= 0, got {list(levels)}")
@@ -78,19 +82,16 @@ def compare(
 
                     x, y = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, y))
                 for label in todo:
-                    name, params = estimators[label]
-                    a, b = (x, y) if name in IMAGE_ESTIMATORS else (image_rows(x)[0], image_rows(y)[0])
-                    e = est.make(name, **params)
-                    if "seed" in e.get_params():
-                        e.seed = seed
-                    start = time.perf_counter()
+                    e = built[label]
+                    e = e.clone(seed=seed) if "seed" in e.param_names() else e.clone()
+                    a, b = (x, y) if e.images else (image_rows(x)[0], image_rows(y)[0])
                     r = e.estimate(a, b)
                     d = r.diagnostics
                     records.append({
                         "task": task, "level": float(level), "true_mi": truth, "estimator": label, "seed": seed,
-                        "value": r.value, "std": r.std, "seconds": time.perf_counter() - start,
+                        "value": r.value, "std": r.std, "seconds": r.seconds,
                         "epochs_run": d.get("epochs_run"), "not_converged": d.get("not_converged"),
-                        "ceiling": d.get("ceiling"),
+                        "bound": d.get("bound"), "warnings": list(r.warnings), "result": r.to_dict(),
                     })  # fmt: skip
     return records
 

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["load_claims", "load_records", "verdict", "evaluate", "to_markdown", "to_html", "notebook_digest", "record"]
+__all__ = ["load_claims", "load_records", "verdict", "evaluate", "to_markdown", "to_html", "notebook_digest", "record",
+           "drift"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM_KEYS = {"paper", "claim", "paper_value", "notebook", "number", "format", "reproduced", "partly", "source", "reason"}
@@ -216,6 +217,58 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     return results
 
 
+def _numeric(v):
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def drift(executed: str | os.PathLike, scale: str = "default", *, root: str | os.PathLike = ROOT,
+          rel: float = 1e-6, abs_tol: float = 1e-9) -> list[dict]:  # fmt: skip
+    """Where the committed records of ``scale`` and fresh executions disagree: for every executed notebook
+    ``<executed>/<name>.ipynb`` (as ``make test`` leaves them in ``_build/executed``) with a record, each glued number
+    that moved by more than ``rel`` (relative) and ``abs_tol``, or that one side lacks, and the record itself when its
+    notebook has changed since (stale). Returns ``[{"notebook", "name", "recorded", "now", "why"}]``; empty when the
+    book's numbers are the ones the code gives. Runs at the same settings reproduce to float rounding on one
+    machine (one thread per kernel, as ``make test`` and ``record --threads 1`` run them). Wall times (names with
+    ``seconds``) are left out."""
+    import nbformat
+
+    from .batch import _glued
+
+    records = load_records(scale, root)
+    out = []
+    for path in sorted(Path(executed).glob("*.ipynb")):
+        rec = records.get(path.stem)
+        if rec is None:
+            continue
+        if rec.get("stale"):
+            out.append({"notebook": path.stem, "name": None, "recorded": None, "now": None,
+                        "why": "stale: the notebook changed after its record was made"})  # fmt: skip
+            continue
+        now = {k: _numeric(v) for k, v in _glued(nbformat.read(path, as_version=4)).items()}
+        then = {k: _numeric(v) for k, v in rec.get("numbers", {}).items()}
+        for name in sorted(set(now) | set(then)):
+            if "seconds" in name:  # wall times differ from run to run; they are not results
+                continue
+            a, b = then.get(name), now.get(name)
+            if name not in now or name not in then:
+                why = "only recorded" if name not in now else "not recorded"
+            elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+                if math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol) or (a != a and b != b):
+                    continue
+                why = f"moved by {b - a:+.3g}"
+            elif a == b:
+                continue
+            else:
+                why = "changed"
+            out.append({"notebook": path.stem, "name": name, "recorded": a, "now": b, "why": why})
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ibcore.scorecard", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,7 +278,17 @@ def main(argv=None) -> int:
     rec.add_argument("--workers", type=int)
     rec.add_argument("--threads", type=int)
     sub.add_parser("show", help="print the scorecard as Markdown")
+    dr = sub.add_parser("drift", help="compare the committed records with executed notebooks (exit 1 if they differ)")
+    dr.add_argument("executed", nargs="?", default=str(ROOT / "_build" / "executed"))
+    dr.add_argument("--scale", choices=SCALES, default="default")
     args = parser.parse_args(argv)
+    if args.command == "drift":
+        rows = drift(args.executed, args.scale)
+        for r in rows:
+            print(f"{r['notebook']}: {r['name']}: recorded {r['recorded']!r}, now {r['now']!r} ({r['why']})")
+        print(f"{len(rows)} numbers differ from book/records/{args.scale}" if rows else
+              f"every executed notebook's numbers equal book/records/{args.scale}")  # fmt: skip
+        return 1 if rows else 0
     claims = load_claims()
     if args.command == "record":
         names = args.notebooks or sorted({c["notebook"] for c in claims})

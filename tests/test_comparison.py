@@ -47,6 +47,18 @@ def test_images_are_flattened_for_vector_estimators():
     assert math.isfinite(recs[0]["value"])
 
 
+def test_estimator_objects_are_cloned_never_changed_and_results_kept_whole():
+    from ibcore.estimators import KSG
+
+    mine = KSG(k=5, seed=123)
+    recs = compare({"ksg": mine}, ["gaussian"], [1.0], n=400, seeds=[4])
+    assert mine.seed == 123  # the run used a clone with the run's seed
+    r = recs[0]
+    assert r["result"]["params"]["seed"] == 4 and r["result"]["estimator"] == "ksg"
+    assert r["value"] == KSG(k=5, seed=4).estimate(*sample_task("gaussian", 400, 1.0, seed=4)[:2]).value
+    assert {"warnings", "bound"} <= set(r) and r["result"]["unit"] == "nats"
+
+
 def test_summary_gives_bias_mae_and_variance_over_seeds():
     recs = [
         {"task": "t", "estimator": "e", "level": 2.0, "true_mi": 2.0, "value": v, "seconds": 1.0}
@@ -61,7 +73,7 @@ def test_summary_gives_bias_mae_and_variance_over_seeds():
     "kwargs, message",
     [
         ({"tasks": ["nope"]}, r"tasks must be names from .*got 'nope'"),
-        ({"estimators": {"a": ("nope", {})}}, r"estimators\['a'\] must be \(registered MI estimator name"),
+        ({"estimators": {"a": ("nope", {})}}, r"estimators\['a'\] must be an MI estimator or \(registered MI estimator name"),
         ({"levels": [1.0, -1.0]}, r"levels must be finite MI values >= 0, got \[1.0, -1.0\]"),
     ],
 )

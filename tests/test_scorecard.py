@@ -97,3 +97,41 @@ def test_the_committed_claims_load_and_their_numbers_are_recorded():
             continue  # the scorecard page shows it as stale; recording again is a separate step
         for term in c["number"].split(" - "):
             assert term.strip() in rec["numbers"], f"{c['notebook']} records no number {term.strip()!r}"
+
+
+def _glued_notebook(path, numbers):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": repr(v)},
+                                           metadata={"scrapbook": {"name": k, "mime_prefix": ""}})
+                    for k, v in numbers.items()]  # fmt: skip
+    nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+def test_drift_lists_every_number_that_moved_and_stale_records(tmp_path):
+    from ibcore.scorecard import drift
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book" / "records" / "default").mkdir(parents=True)
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for name in ("a", "b"):
+        _glued_notebook(tmp_path / "notebooks" / f"{name}.ipynb", {})
+        digest = notebook_digest(tmp_path / "notebooks" / f"{name}.ipynb")
+        rec = {"status": "ok", "notebook_digest": digest,
+               "numbers": {"kept": 1.0, "moved": 2.0, "gone": 3.0, "run_seconds": 5.0, "label": "x"}}
+        (tmp_path / "book" / "records" / "default" / f"{name}.json").write_text(json.dumps(rec))
+    _glued_notebook(executed / "a.ipynb", {"kept": 1.0 + 1e-12, "moved": 2.5, "new": 4.0, "run_seconds": 9.0,
+                                           "label": "x"})
+    got = {(r["name"], r["why"]) for r in drift(executed, root=tmp_path)}
+    assert got == {("moved", "moved by +0.5"), ("gone", "only recorded"), ("new", "not recorded")}
+    _glued_notebook(executed / "a.ipynb", {"kept": 1.0, "moved": 2.0, "gone": 3.0, "label": "x"})
+    assert drift(executed, root=tmp_path) == []  # the same numbers (wall times aside): nothing to report
+    nb = json.loads((tmp_path / "notebooks" / "b.ipynb").read_text())
+    nb["cells"][0]["source"] = "x = 2"
+    (tmp_path / "notebooks" / "b.ipynb").write_text(json.dumps(nb))
+    _glued_notebook(executed / "b.ipynb", {})
+    assert [r["why"].split(":")[0] for r in drift(executed, root=tmp_path)] == ["stale"]
