@@ -5,12 +5,12 @@ closed-form MI (:mod:`ibcore.tasks`), the data sets of the reproduced papers (:m
 one training loop (:mod:`ibcore.nets`, :mod:`ibcore.training`), information-plane tracking
 (:mod:`ibcore.infoplane`), quantized and noisy networks (:mod:`ibcore.quantization`, :mod:`ibcore.nets`), the IB and
 dualIB solvers (:mod:`ibcore.ib`), infinitely wide networks and their ensembles (:mod:`ibcore.ntk`,
-:mod:`ibcore.ensembles`), clustering measures (:mod:`ibcore.clustering`), estimator comparisons on known-MI tasks (:mod:`ibcore.comparison`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
+:mod:`ibcore.ensembles`), clustering measures (:mod:`ibcore.clustering`), estimator comparisons on known-MI tasks (:mod:`ibcore.comparison`), tidy tables (:mod:`ibcore.tables`) and figures (:mod:`ibcore.plotting`). Importing has no side effects.
 """
 
 __version__ = "0.1.0"
 
-from . import clustering, comparison, data, ensembles, estimators, ib, infoplane, nets, ntk, quantization, tasks, training
+from . import clustering, comparison, data, ensembles, estimators, ib, infoplane, nets, ntk, quantization, tables, tasks, training
 
-__all__ = ["clustering", "comparison", "data", "ensembles", "estimators", "ib", "infoplane", "nets", "ntk", "quantization", "tasks", "training",
+__all__ = ["clustering", "comparison", "data", "ensembles", "estimators", "ib", "infoplane", "nets", "ntk", "quantization", "tables", "tasks", "training",
            "__version__"]

@@ -336,21 +336,14 @@ def collect(output: str | os.PathLike) -> list[dict]:
 def summarise(rows: Iterable[dict], by: Sequence[str]) -> list[dict]:
     """Mean, standard deviation (ddof 1) and count of every numeric value over the runs that agree on the parameters
     ``by`` (e.g. all but the seed), one row per group and number name."""
-    groups: dict[tuple, list[float]] = {}
-    for row in rows:
-        value = row.get("value")
-        if row.get("name") is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        key = tuple(json.dumps(row.get(b), sort_keys=True) for b in by) + (row["name"],)
-        groups.setdefault(key, []).append(float(value))
-    out = []
-    for key, values in groups.items():
-        n = len(values)
-        mean = sum(values) / n
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-        out.append({**{b: json.loads(k) for b, k in zip(by, key[:-1])}, "name": key[-1], "mean": mean, "std": std,
-                    "n": n})  # fmt: skip
-    return out
+    from .tables import describe, group_by
+
+    numeric = [{**{b: json.dumps(row.get(b), sort_keys=True) for b in by}, "name": row["name"], "value": row["value"]}
+               for row in rows if row.get("name") is not None and not isinstance(row.get("value"), bool)
+               and isinstance(row.get("value"), (int, float))]  # fmt: skip
+    return [{**{b: json.loads(k) for b, k in zip(by, key[:-1])}, "name": key[-1],
+             **describe(float(r["value"]) for r in group)}
+            for key, group in group_by(numeric, (*by, "name"), sort=False).items()]  # fmt: skip
 
 
 def _write_csv(rows: list[dict], path: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import estimators as est
 from .estimators._validation import image_rows
+from .tables import group_by
 from .tasks import TASKS, sample_task
 
 __all__ = ["compare", "summarise"]
@@ -100,11 +101,8 @@ def summarise(records: Sequence[dict]) -> list[dict]:
     """Per (task, estimator, level): mean estimate, bias, mean absolute error and variance over seeds, and the
     mean wall time, as records ``{"task", "estimator", "level", "true_mi", "mean", "bias", "mae", "var",
     "seconds", "runs"}``."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["task"], r["estimator"], r["level"]), []).append(r)
     out = []
-    for (task, label, level), rs in groups.items():
+    for (task, label, level), rs in group_by(records, ("task", "estimator", "level"), sort=False).items():
         v = np.array([r["value"] for r in rs])
         truth = rs[0]["true_mi"]
         out.append({

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from ._io import write_atomic
 from .estimators.interface import MIEstimate, MIEstimator
+from .tables import describe, group_by
 from .training import _AtEpochs
 
 __all__ = [
@@ -240,14 +240,7 @@ def aggregate(records: Iterable[dict], value: str, by: Sequence[str] = ("layer",
         ``{key: {"mean", "std", "n"}}`` with ``key`` the tuple of ``by`` values, sorted. ``std`` is the sample
         standard deviation over models (0 for a single model).
     """
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    for r in records:
-        groups[tuple(r[k] for k in by)].append(r[value])
-    out = {}
-    for key in sorted(groups):
-        v = np.asarray(groups[key], dtype=np.float64)
-        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size)}
-    return out
+    return {key: describe([r[value] for r in rows], single_std=0.0) for key, rows in group_by(records, by).items()}
 
 
 def compression(records: Iterable[dict], *, estimator: str, layer: int, value: str = "i_xt",

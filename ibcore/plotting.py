@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib import colors
 
 from .infoplane import aggregate, phases, select, smooth
+from .tables import group_by
 
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
@@ -189,17 +190,14 @@ def estimated_vs_true(records, *, task: str, ax=None, title: str | None = None, 
     if ceiling is not None:
         ax.axhline(ceiling, color="0.5", lw=1, ls=":", label=f"ln B = {ceiling:.2f}")
     for label in dict.fromkeys(r["estimator"] for r in rs):
-        by_level: dict[float, list[dict]] = {}
-        for r in rs:
-            if r["estimator"] == label:
-                by_level.setdefault(r["true_mi"], []).append(r)
-        t = np.array(sorted(by_level))
-        vals = [np.array([r["value"] for r in by_level[v]]) for v in t]
+        by_level = group_by([r for r in rs if r["estimator"] == label], ("true_mi",))
+        t = np.array([k[0] for k in by_level])
+        vals = [np.array([r["value"] for r in group]) for group in by_level.values()]
         m = np.array([v.mean() for v in vals])
         if all(len(v) > 1 for v in vals):
             half = np.array([v.std(ddof=1) for v in vals])
         else:
-            half = np.array([2 * (by_level[v][0]["std"] or 0.0) for v in t])
+            half = np.array([2 * (group[0]["std"] or 0.0) for group in by_level.values()])
         (line,) = ax.plot(t, m, marker="o", ms=3, label=label)
         ax.fill_between(t, m - half, m + half, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel("true MI (nats)")
@@ -279,10 +277,8 @@ def sweep_summary(summary, *, name: str, x: str, by: str | None = None, ax=None,
     rows = [r for r in summary if r["name"] == name]
     if not rows:
         raise ValueError(f"no summary rows for name={name!r}; names: {sorted({r['name'] for r in summary})}")
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault(r.get(by) if by else None, []).append(r)
-    for key, rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    groups = group_by(rows, (by,) if by else (), key=lambda k: str(k[0] if k else None))
+    for (key, *_), rs in ((k or (None,), g) for k, g in groups.items()):
         rs = sorted(rs, key=lambda r: r[x])
         std = [0.0 if math.isnan(r["std"]) else r["std"] for r in rs]
         ax.errorbar([r[x] for r in rs], [r["mean"] for r in rs], yerr=std, marker="o", capsize=3,

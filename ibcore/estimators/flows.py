@@ -51,19 +51,11 @@ from zuko.lazy import LazyComposedTransform, LazyTransform, UnconditionalTransfo
 from zuko.nn import Linear as ZukoLinear
 from zuko.transforms import CouplingTransform, MonotonicRQSTransform, RotationTransform
 
-from ..training import Callback, fit
 from ._init import init_uniform
-from ._validation import (
-    as_samples,
-    check_positive_int,
-    check_same_length,
-    check_training,
-    image_rows,
-    resolve_device,
-)
+from ._trained import HeldOut, TrainedEstimator, standardise
+from ._validation import as_samples, check_positive_int, check_same_length, image_rows, resolve_device
 from .gaussian import GaussianMI
-from .interface import MIEstimate, MIEstimator, register
-from .neural import convergence_flags
+from .interface import MIEstimate, register
 
 __all__ = ["side_flow", "image_flow", "PairFlow", "MIENF", "TridiagMIENF"]
 
@@ -351,35 +343,9 @@ def _gaussian_mi(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, list[f
     return r.value, math.sqrt(sum(p * p for p in rho) / a.shape[0]), rho
 
 
-class _HeldOut(Callback):
-    # After every epoch: held-out NLL (early stopping) and held-out MI.
-    def __init__(self, est, x, y, patience):
-        self.est, self.x, self.y, self.patience = est, x, y, patience
-        self.nll, self.mi, self.best, self.since_best = [], [], math.inf, 0
-
-    def on_epoch_end(self, state):
-        model = state.model
-        b = max(self.est.batch_size, 2 * model.latent + 2)
-        parts = [model.latents(self.x[lo : lo + b], self.y[lo : lo + b]) for lo in range(0, len(self.x), b)]
-        xi, eta, ladj = (torch.cat(p) for p in zip(*parts))
-        if not bool(torch.isfinite(xi).all() and torch.isfinite(eta).all()):
-            raise FloatingPointError(f"{self.est.name}: the flow's latents are not finite at epoch {state.epoch} "
-                                     f"(training diverged); try a smaller lr")  # fmt: skip
-        nll = float(model.nll(xi, eta, ladj).mean())
-        self.nll.append(nll)
-        self.mi.append(self.est._value(model, xi, eta)[0])
-        if nll < self.best - 1e-3:
-            self.best, self.since_best = nll, 0
-        else:
-            self.since_best += 1
-            if self.patience and self.since_best >= self.patience:
-                state.stop = True
-        self.latents = (xi, eta)
-
-
-class _FlowEstimator(MIEstimator):
+class _FlowEstimator(TrainedEstimator):
     base = ""
-    trained = images = True
+    images = True
 
     def __init__(self, couplings: int = 6, hidden=(64, 64), bins: int = 8, image_couplings: int = 2,
                  channels: int = 16, head=None, latent=None, orthogonal: bool = True, epochs: int = 200,
@@ -420,7 +386,7 @@ class _FlowEstimator(MIEstimator):
         check_positive_int(self.batch_size, "batch_size", 2)
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins == 1 or self.bins < 0:
             raise ValueError(f"bins must be 0 (no spline) or an integer >= 2, got {self.bins!r}")
-        check_training(self.held_out, self.lr, self.patience)
+        self._check_training()
         if self.latent is not None:
             check_positive_int(self.latent, "latent")
 
@@ -437,14 +403,13 @@ class _FlowEstimator(MIEstimator):
         latent = cap if self.latent is None else self.latent
         if latent > cap:
             raise ValueError(f"latent must be at most {cap} (min(d_x, d_y), and head for images), got {latent}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.seed))).to(tx.device)
-        n_test = max(2, int(round(self.held_out * n)))
-        test, train = order[:n_test], order[n_test:]
+        test, train = self._split(n, tx.device)
+        n_test = len(test)
         if self.base == "ml" and min(n_test, self.batch_size, len(train)) <= 2 * latent:
             raise ValueError(f"{self.name} fits a {2 * latent}-dimensional Gaussian per minibatch and on the "
                              f"held-out rows: batch_size={self.batch_size}, held-out rows {n_test} and training rows "
                              f"{len(train)} must all exceed {2 * latent} (more samples, or a smaller latent)")
-        tx, ty = _standardise(tx, train, shape_x is not None), _standardise(ty, train, shape_y is not None)
+        tx, ty = standardise(tx, train, shape_x is not None), standardise(ty, train, shape_y is not None)
 
         def build(dim, shape):
             if shape is None:
@@ -464,33 +429,34 @@ class _FlowEstimator(MIEstimator):
                         part.fit(t[train])
             start = train[: min(len(train), 8192)]
             model.start_base(tx[start], ty[start])
-        held = _HeldOut(self, tx[test], ty[test], self.patience)
-        state = fit(model, (tx[train], ty[train]), epochs=self.epochs, batch_size=min(self.batch_size, len(train)),
-                    lr=self.lr, objective=lambda m, a, b: m(a, b).mean(), seed=self.seed,
-                    callbacks=[held])  # fmt: skip
+        xt, yt = tx[test], ty[test]
+        nll_curve, last = [], {}
+
+        def evaluate(model):  # held-out negative log-likelihood (the criterion, minimised) and held-out MI
+            b = max(self.batch_size, 2 * model.latent + 2)
+            parts = [model.latents(xt[lo : lo + b], yt[lo : lo + b]) for lo in range(0, len(xt), b)]
+            xi, eta, ladj = (torch.cat(p) for p in zip(*parts))
+            if not bool(torch.isfinite(xi).all() and torch.isfinite(eta).all()):
+                raise FloatingPointError(f"{self.name}: the flow's latents are not finite (training diverged); "
+                                         "try a smaller lr")  # fmt: skip
+            nll = float(model.nll(xi, eta, ladj).mean())
+            nll_curve.append(nll)
+            last["latents"] = (xi, eta)
+            value, std = self._value(model, xi, eta)
+            return -nll, value, std
+
+        held = HeldOut(self.name, evaluate, self.patience)
+        state = self._train(model, (tx[train], ty[train]), lambda m, a, b: m(a, b).mean(), held, self.epochs,
+                            self.batch_size)  # fmt: skip
         with torch.no_grad():
-            value, std = self._value(model, *held.latents)
+            xi, eta = last["latents"]
+            value, std = self._value(model, xi, eta)
             k = model.latent
-            gauss, _, rho = _gaussian_mi(held.latents[0][:, :k], held.latents[1][:, :k])
-        curve = held.mi[1:]
-        return MIEstimate(
-            value, n, self.name, self.get_params(), std=std,
-            diagnostics={
-                "curve": curve, "held_out_nll": held.nll[1:], "train_loss": list(state.losses),
-                "epochs_run": state.epoch, "n_train": len(train), "n_held_out": n_test, "latent": k,
-                "held_out_gaussian_mi": gauss, "canonical_correlations": rho,
-                "stopped_early": state.epoch < self.epochs,
-                **convergence_flags(curve, std, state.epoch, self.epochs, held.since_best),
-            },
-        )  # fmt: skip
-
-
-def _standardise(t: torch.Tensor, train: torch.Tensor, image: bool) -> torch.Tensor:
-    # Columns by the training part's mean and std; images by one scalar mean and std (near-constant border pixels
-    # would otherwise be blown up).
-    if image:
-        return (t - t[train].mean()) / t[train].std().clamp_min(1e-12)
-    return (t - t[train].mean(0)) / t[train].std(0).clamp_min(1e-12)
+            gauss, _, rho = _gaussian_mi(xi[:, :k], eta[:, :k])
+        diagnostics = self._diagnostics(held, state, self.epochs, len(train), n_test, std)
+        diagnostics.update(held_out_nll=nll_curve[1:], latent=k, held_out_gaussian_mi=gauss,
+                           canonical_correlations=rho)  # fmt: skip
+        return MIEstimate(value, n, self.name, self.get_params(), std=std, diagnostics=diagnostics)
 
 
 @register("mienf")

@@ -10,8 +10,8 @@ off-diagonal of the product of marginals. The bounds (Poole et al. 2019; Song & 
     SMILE(tau)  E_p[T] - log E_q[exp clip(T, -tau, tau)]            (trained through the Jensen-Shannon bound)
 
 MINE trains DV with a moving average of E_q[exp T] in the denominator of the gradient (Belghazi et al. 2018), which
-removes the bias of the minibatch log. All estimators share one training loop, :func:`ibcore.training.fit`: the data
-are split into a training and a held-out part (``held_out`` of the rows, chosen by ``seed``), the critic is trained
+removes the bias of the minibatch log. All estimators share the trained-estimator scaffold (:mod:`._trained`) and
+its one training loop, :func:`ibcore.training.fit`: the data are split into a training and a held-out part (``held_out`` of the rows, chosen by ``seed``), the critic is trained
 on the first, and after every epoch the bound is evaluated on the second; training stops after ``epochs`` or when
 the held-out bound has not improved for ``patience`` epochs. The reported value is the held-out bound at the end of
 training (not the best value seen, which is biased upwards), with its standard error over held-out minibatches
@@ -32,16 +32,9 @@ import math
 import torch
 from torch import nn
 
-from ..training import Callback, fit
-from ._validation import (
-    as_samples,
-    check_choice,
-    check_positive_int,
-    check_same_length,
-    check_training,
-    resolve_device,
-)
-from .interface import MIEstimate, MIEstimator, register
+from ._trained import HeldOut, TrainedEstimator, convergence_flags, standardise
+from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
+from .interface import MIEstimate, register
 
 __all__ = ["Critic", "bound_values", "convergence_flags", "MINE", "NWJ", "InfoNCE", "SMILE"]
 
@@ -125,56 +118,14 @@ def bound_values(scores: torch.Tensor, bound: str, tau: float = 5.0) -> torch.Te
     raise ValueError(f"bound must be one of ['dv', 'infonce', 'nwj', 'smile'], got {bound!r}")
 
 
-def convergence_flags(curve, std, epochs_run: int, epochs: int, since_best: int) -> dict[str, bool]:
-    """The flags every trained estimator reports: ``not_converged`` (ran out of epochs while the held-out criterion
-    was still improving) and ``still_increasing`` (the mean of the last tenth of the held-out ``curve`` is above
-    the tenth before by more than two standard errors ``std``)."""
-    if not curve:
-        return {"not_converged": False, "still_increasing": False}
-    tail = curve[-max(3, len(curve) // 10) :]
-    before = curve[-2 * len(tail) : -len(tail)] or curve[:1]
-    rising = sum(tail) / len(tail) - sum(before) / len(before)
-    noise = max(std if std is not None and math.isfinite(std) else 0.0, 1e-3)
-    return {"not_converged": epochs_run >= epochs and since_best == 0, "still_increasing": rising > 2 * noise}
-
-
 def _eval_batch(batch: int, n_held_out: int) -> int:
     # Held-out minibatches: the training batch size, but at least two of them (for a standard error) where the
     # held-out part has 4 rows or more.
     return min(batch, max(2, n_held_out // 2))
 
 
-class _HeldOut(Callback):
-    # After every epoch: the bound on the held-out pairs, in minibatches (_eval_batch); early stopping.
-    def __init__(self, est, x, y, patience):
-        self.est, self.x, self.y, self.patience = est, x, y, patience
-        self.values, self.stds, self.best, self.since_best = [], [], -math.inf, 0
-
-    def evaluate(self, model):
-        b = _eval_batch(self.est.batch_size, self.x.shape[0])
-        n = (self.x.shape[0] // b) * b
-        vals = torch.stack([bound_values(model(self.x[lo : lo + b], self.y[lo : lo + b]), self.est.bound_name,
-                                         self.est.tau) for lo in range(0, n, b)])  # fmt: skip
-        return float(vals.mean()), float(vals.std() / math.sqrt(len(vals))) if len(vals) > 1 else math.nan
-
-    def on_epoch_end(self, state):
-        value, std = self.evaluate(state.model)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"{self.est.name}: the held-out bound is {value} at epoch {state.epoch} "
-                                     f"(the critic diverged); try a smaller lr")  # fmt: skip
-        self.values.append(value)
-        self.stds.append(std)
-        if value > self.best + 1e-3:
-            self.best, self.since_best = value, 0
-        else:
-            self.since_best += 1
-            if self.patience and self.since_best >= self.patience:
-                state.stop = True
-
-
-class _CriticEstimator(MIEstimator):
+class _CriticEstimator(TrainedEstimator):
     bound_name = ""
-    trained = True
 
     def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
                  batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, seed: int = 0,
@@ -196,36 +147,34 @@ class _CriticEstimator(MIEstimator):
         epochs = check_positive_int(self.epochs, "epochs")
         batch = check_positive_int(self.batch_size, "batch_size", 2)
         check_positive_int(self.embed, "embed")
-        check_training(self.held_out, self.lr, self.patience)
+        self._check_training()
         dev = resolve_device(self.device)
         tx = as_samples(x, "x", min_samples=10, device=dev, float_dtype=torch.float32)
         ty = as_samples(y, "y", min_samples=10, device=tx.device, float_dtype=torch.float32)
         check_same_length(tx, ty)
         n = tx.shape[0]
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(self.seed))).to(tx.device)
-        n_test = max(2, int(round(self.held_out * n)))
-        test, train = order[:n_test], order[n_test:]
-        # standardise with the training part's statistics (a constant column stays 0)
-        mx, sx = tx[train].mean(0), tx[train].std(0).clamp_min(1e-12)
-        my, sy = ty[train].mean(0), ty[train].std(0).clamp_min(1e-12)
-        tx, ty = (tx - mx) / sx, (ty - my) / sy
+        test, train = self._split(n, tx.device)
+        tx, ty = standardise(tx, train), standardise(ty, train)
         model = Critic(tx.shape[1], ty.shape[1], kind=self.critic, hidden=self.hidden, embed=self.embed,
                        seed=self.seed, device=tx.device)  # fmt: skip
-        held = _HeldOut(self, tx[test], ty[test], self.patience)
-        state = fit(model, (tx[train], ty[train]), epochs=epochs, batch_size=min(batch, len(train)), lr=self.lr,
-                    objective=self._objective(), seed=self.seed, callbacks=[held])  # fmt: skip
-        curve = held.values[1:]  # the first value is the untrained critic (epoch 0)
+        xt, yt = tx[test], ty[test]
+        b = _eval_batch(batch, len(test))
+
+        def evaluate(model):  # the bound on the held-out pairs, in minibatches of b (at least two where possible)
+            m = (len(xt) // b) * b
+            vals = torch.stack([bound_values(model(xt[lo : lo + b], yt[lo : lo + b]), self.bound_name, self.tau)
+                                for lo in range(0, m, b)])  # fmt: skip
+            value = float(vals.mean())
+            return value, value, float(vals.std() / math.sqrt(len(vals))) if len(vals) > 1 else math.nan
+
+        held = HeldOut(self.name, evaluate, self.patience)
+        state = self._train(model, (tx[train], ty[train]), self._objective(), held, epochs, batch)
         value, std = held.values[-1], held.stds[-1]
-        return MIEstimate(
-            value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
-            diagnostics={
-                "curve": curve, "train_loss": list(state.losses), "epochs_run": state.epoch,
-                "n_train": len(train), "n_held_out": n_test, "best": max(curve, default=value),
-                "stopped_early": state.epoch < epochs,
-                **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
-                **({"bound": math.log(_eval_batch(batch, n_test))} if self.bound_name == "infonce" else {}),
-            },
-        )  # fmt: skip
+        diagnostics = self._diagnostics(held, state, epochs, len(train), len(test), std)
+        if self.bound_name == "infonce":
+            diagnostics["bound"] = math.log(b)
+        return MIEstimate(value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
+                          diagnostics=diagnostics)  # fmt: skip
 
 
 @register("mine")
