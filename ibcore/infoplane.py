@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,13 +21,15 @@ import torch
 from ._io import write_atomic
 from .estimators.interface import MIEstimate, MIEstimator
 from .tables import describe, group_by
-from .training import _AtEpochs
+from .training import Metrics, _AtEpochs, fit
 
 __all__ = [
     "InformationPlane",
+    "train_and_track",
     "layer_information",
     "record",
     "select",
+    "mean_of",
     "aggregate",
     "compression",
     "compressing_layers",
@@ -226,6 +229,56 @@ class InformationPlane(_AtEpochs):
                      **self._extra(t[s], self.y)}
                     for s, (seed, a, b) in enumerate(zip(seeds, i_xt, i_ty))
                 )  # fmt: skip
+
+
+def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tuple, epochs: int, batch_size: int,
+                    lr: float, seed: int = 0, at=None, splits: Mapping | None = None, metrics_at=None,
+                    save_to: str | os.PathLike | None = None, name: str = "run", callbacks=(), after_step=(),
+                    **plane) -> dict:  # fmt: skip
+    """Train a network with :func:`~ibcore.training.fit` and measure it: the information plane of every layer on
+    ``measure_on`` and loss and accuracy on ``splits``, at the given epochs. The recipe of every chapter.
+
+    Arguments:
+        model: The (stacked) network.
+        train: Its training tensors ``(x, y)``.
+        estimators: ``{label: estimator or (estimator for I(X;T), estimator for I(T;Y))}`` (:class:`InformationPlane`).
+        measure_on: ``(x, y)`` on which the layers are measured (e.g. all 4096 SZT inputs).
+        epochs, batch_size, lr, seed, callbacks, after_step: Passed to :func:`~ibcore.training.fit` (the
+            measurements run first, then ``callbacks``).
+        at: Epochs at which the plane is measured (``None``: every epoch).
+        splits: ``{"train": (x, y), "test": (x, y)}`` for :class:`~ibcore.training.Metrics` (``None``: no metrics).
+        metrics_at: Epochs of the metrics (default ``at``).
+        save_to: A folder: the plane and metrics are saved there as ``<name>_plane.json`` and
+            ``<name>_metrics.json`` (atomically) when training ends, so a sweep interrupted later keeps them.
+        plane: The other arguments of :class:`InformationPlane` (``x_ids``, ``shared_bounds``, ``replicas``,
+            ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``).
+
+    Returns:
+        ``{"plane": records, "metrics": records, "kept": representations kept, "seconds": training time,
+        "state": the final TrainState}``.
+    """
+    if "plane_seed" in plane:
+        plane["seed"] = plane.pop("plane_seed")
+    tracker = InformationPlane(*measure_on, estimators, epochs=at, **plane)
+    metrics = Metrics(dict(splits), epochs=at if metrics_at is None else metrics_at) if splits else None
+    state = fit(model, train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, after_step=after_step,
+                callbacks=[*([metrics] if metrics else []), tracker, *callbacks])  # fmt: skip
+    out = {"plane": tracker.records, "metrics": metrics.records if metrics else [], "kept": tracker.kept,
+           "seconds": state.seconds, "state": state}  # fmt: skip
+    if save_to:
+        save_records(out["plane"], Path(save_to) / f"{name}_plane.json")
+        if metrics:
+            save_records(out["metrics"], Path(save_to) / f"{name}_metrics.json")
+    return out
+
+
+def mean_of(records: Iterable[dict], value: str, **where) -> float:
+    """The mean of ``value`` over the records whose fields equal ``where`` (e.g. the final test accuracy over
+    networks: ``mean_of(metrics, "accuracy", epoch=epochs, split="test")``); ``ValueError`` if none match."""
+    vals = [r[value] for r in select(records, **where)]
+    if not vals:
+        raise ValueError(f"no records with {where}")
+    return float(np.mean(vals))
 
 
 def select(records: Iterable[dict], **where) -> list[dict]:

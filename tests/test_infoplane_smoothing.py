@@ -87,3 +87,31 @@ def test_records_written_before_the_schema_still_aggregate(tmp_path):
     save_records(old, tmp_path / "old.json")
     agg = aggregate(load_records(tmp_path / "old.json"), "i_xt", by=("epoch",))
     assert agg[(1,)]["mean"] == 2.0
+
+
+def test_train_and_track_is_the_recipe_of_the_chapters(tmp_path):
+    from ibcore.estimators import Binning
+    from ibcore.infoplane import load_records, mean_of, train_and_track
+    from ibcore.nets import MLP
+    from ibcore.training import Metrics, fit
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(64, 4, generator=g)
+    y = (x[:, 0] > 0.5).long()
+    splits = {"train": (x[:48], y[:48]), "test": (x[48:], y[48:])}
+    ests = {"bins": Binning(n_bins=10)}
+    run = train_and_track(MLP((4, 5, 2), seeds=[0, 1]), (x[:48], y[:48]), ests, measure_on=(x, y), at=[0, 3],
+                          splits=splits, epochs=3, batch_size=16, lr=1e-2, seed=2, save_to=tmp_path, name="demo")
+    # the same by hand
+    plane = InformationPlane(x, y, ests, epochs=[0, 3])
+    metrics = Metrics(splits, epochs=[0, 3])
+    fit(MLP((4, 5, 2), seeds=[0, 1]), (x[:48], y[:48]), epochs=3, batch_size=16, lr=1e-2, seed=2,
+        callbacks=[metrics, plane])
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "estimates"} for r in rs]  # noqa: E731 (seconds differ)
+    assert strip(run["plane"]) == strip(plane.records) and run["metrics"] == metrics.records
+    assert strip(load_records(tmp_path / "demo_plane.json")) == strip(run["plane"])
+    assert load_records(tmp_path / "demo_metrics.json") == run["metrics"]
+    acc = [r["accuracy"] for r in metrics.records if r["epoch"] == 3 and r["split"] == "test"]
+    assert mean_of(run["metrics"], "accuracy", epoch=3, split="test") == pytest.approx(sum(acc) / len(acc))
+    with pytest.raises(ValueError, match="no records with"):
+        mean_of(run["metrics"], "accuracy", epoch=99)
