@@ -41,7 +41,7 @@ def main():
     net.eval()
     g = torch.Generator(device="cpu").manual_seed(0)
     codes = torch.tanh(x.flatten(1) @ torch.randn(784, 4, generator=g).to(args.device) / 28.0).double()
-    xl = LossyMI("entropy-mi", {"entropy": args.entropy, "k": 5}, y_compressor=PCA(4))
+    xl = LossyMI("entropy-mi", {"entropy": args.entropy, "k": 5}, x_compressor=PCA(4))
     ly = LossyMI("class-mi", {"entropy": args.entropy, "k": 5}, x_compressor=PCA(4))
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, device {args.device}; {len(x)} test images, {args.entropy} entropies")
@@ -57,7 +57,7 @@ def main():
         parts = []
         for l, t in enumerate(layers, start=1):
             t0 = time.perf_counter()
-            a = xl.estimate(codes, t[0]).value
+            a = xl.estimate(t[0], codes).value
             b = ly.estimate(t[0], y).value
             _sync(args.device)
             parts.append((l, t.shape[-1], time.perf_counter() - t0, a, b))

@@ -45,7 +45,7 @@ def main():
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
     start = time.perf_counter()
-    a, b = est.estimate_each([ids, y.repeat_interleave(r)], c)
+    a, b = est.estimate_batch(c, [ids, y.repeat_interleave(r)])
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
         mem = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB GPU"
