@@ -45,10 +45,13 @@ LADDER_ANCHOR = {
     "infonce": [0.00, 0.03, 0.14, 0.63, 1.98, 3.89],
 }
 # registered estimators that do not apply to continuous samples, and why
+# Skipped on continuous pairs: what their declared roles say, and binning (declared "any": it takes continuous rows,
+# but its value is a function of the bin width, not a consistent estimate of continuous MI).
 NOT_CONTINUOUS = {
-    "discrete": "discrete codes only", "binning": "bins: a function of the bin width, not a consistent estimator",
-    "exact": "quantized networks only", "sp": "needs a noisy network's centres",
-}  # fmt: skip
+    **{n: f"x is {est.capabilities(n)['x_role']}, y is {est.capabilities(n)['y_role']}" for n in est.available("mi")
+       if not {est.capabilities(n)["x_role"], est.capabilities(n)["y_role"]} <= {"continuous", "any"}},
+    "binning": "bins: a function of the bin width, not a consistent estimator",
+}
 
 
 def staircase(args):
@@ -83,10 +86,9 @@ def ladder(args):
     specs = {}
     for name in names:
         params = {}
-        if name in ("mienf", "tridiag-mienf"):
-            params = {"epochs": args.flow_epochs, "batch_size": 512}
-        elif name in CRITICS:
-            params = {"epochs": args.critic_epochs, "batch_size": 512}
+        if est.capabilities(name)["trained"]:  # the flows and the critics
+            epochs = args.critic_epochs if name in CRITICS else args.flow_epochs
+            params = {"epochs": epochs, "batch_size": 512}
         specs[name] = (name, params)
     print(f"{'estimator':14s} " + " ".join(f"{'MAE ' + format(v, 'g'):>8s}" for v in LADDER_LEVELS)
           + f" {'bias 10':>8s} {'var 10':>7s} {'seconds':>8s}  anchor MAE at 6 / 10")  # fmt: skip
