@@ -1,9 +1,11 @@
-"""The contract every registered estimator keeps, parametrized over the registry.
+"""The contract every registered estimator keeps, parametrized over the registry and read from the estimators'
+declared capabilities (``ibcore.estimators.interface``: roles, trained, weighted, batched, images, bound).
 
 A new estimator is covered as soon as it is registered; it must also be listed in ``TOO_FEW`` below, which says
 how many samples are too few for it with default parameters (so that the too-few-samples error is tested).
 """
 
+import json
 import math
 
 import numpy as np
@@ -40,11 +42,11 @@ TOO_FEW = {
 }
 
 # Estimators of I(X;Y) for class labels Y: the contract data's y becomes four classes.
-LABELLED = {"class-mi"}
+LABELLED = set(est.available(y_role="labels"))
 
 # Trained critics and flows are not bit-reproducible across devices (float32 training amplifies rounding
 # differences): on CUDA they must agree with the CPU within their statistical error instead of to float precision.
-TRAINED = {"mine", "nwj", "infonce", "smile", "mienf", "tridiag-mienf"}
+TRAINED = set(est.available(trained=True))
 
 # Small settings for the device contract (test_estimator_runs_on_the_device), which checks where an
 # estimator runs, not how well: the trained ones train for three epochs of a small network, and sample
@@ -130,7 +132,7 @@ def test_entropy_result_is_a_finite_estimate_in_nats(name):
 @pytest.mark.parametrize("name", MI)
 def test_same_seed_same_value(name):
     x, y = _data(name=name)
-    params = {"seed": 7} if "seed" in est.make(name).get_params() else {}
+    params = {"seed": 7} if "seed" in est.make(name).param_names() else {}
     assert _estimate(name, x, y, **params).value == _estimate(name, x, y, **params).value
 
 
@@ -216,10 +218,10 @@ def _on(device, name):
     # estimator moves them), the inner estimator's for lossy, else the data on the device (the discrete and exact
     # estimators follow their data).
     params = dict(DEVICE_PARAMS.get(name, {}))
-    own = est.make(name).get_params()
+    own = est.make(name).param_names()
     if "device" in own:
         return params | {"device": device}, False
-    if name == "lossy":
+    if "params" in own:  # an estimator applied after compression: its inner estimator's device
         return params | {"params": {"device": device}}, False
     return params, True
 
@@ -247,7 +249,7 @@ def test_estimator_runs_on_the_device(name, device):
     assert math.isfinite(r.value) and r.n_samples == 400 and r.estimator == name
     assert r.std is None or math.isfinite(r.std)
     # where the result says where it ran, that is the device asked for
-    for where in (r.params.get("device"), (r.params.get("params") or {}).get("device"), r.diagnostics.get("device")):
+    for where in (r.params.get("device"), (r.params.get("params") or {}).get("device"), r.device):
         if where is not None:
             assert torch.device(where).type == device.type, (where, device)
     if device.type != "cuda":
@@ -278,3 +280,94 @@ def test_device_argument_is_validated():
     x, y = _data()
     with pytest.raises(ValueError, match="device"):
         est.make("gaussian", device="nonsense").estimate(x, y)
+
+
+# ------------------------------------------------------------------------------------------ the declared contract
+@pytest.mark.parametrize("name", MI + ENTROPY)
+def test_declared_capabilities_and_parameters(name):
+    caps = est.capabilities(name)
+    cls = type(est.make(name))
+    assert caps["kind"] == ("mi" if name in MI else "entropy")
+    assert caps["x_role"] in est.ROLES and (caps["y_role"] is None) == (name in ENTROPY)
+    for flag in ("images", "trained", "weighted", "batched"):
+        assert isinstance(caps[flag], bool), flag
+    assert caps["bound"] is None or isinstance(caps["bound"], str)
+    e = est.make(name)
+    assert list(e.get_params()) == cls.param_names() == list(caps["params"])  # params are the constructor's
+    copy = e.clone()
+    assert copy is not e and copy.get_params().keys() == e.get_params().keys()
+    if cls.param_names():
+        first = cls.param_names()[0]
+        with pytest.raises(ValueError, match=r"has no parameters \['nope'\]"):
+            e.set_params(nope=1)
+        with pytest.raises(ValueError, match=r"has no parameters \['nope'\]"):
+            est.make(name, nope=1)
+        assert e.set_params(**{first: getattr(e, first)}) is e
+
+
+def _contract_run(name, **extra):
+    x, y = _data(name=name)
+    params = {**DEVICE_PARAMS.get(name, {}), **extra}
+    return est.make(name, **params).estimate(*((x, y) if name in MI else (x,)))
+
+
+@pytest.mark.parametrize("name", MI + ENTROPY)
+def test_result_schema_and_documented_diagnostics(name):
+    r = _contract_run(name)
+    assert r.unit == "nats" and r.n == r.n_samples == 400
+    assert isinstance(r.seconds, float) and r.seconds >= 0
+    assert r.device == "cpu"
+    assert isinstance(r.warnings, tuple) and all(isinstance(w, str) for w in r.warnings)
+    assert r.params == est.make(name, **DEVICE_PARAMS.get(name, {})).get_params()
+    undocumented = sorted(set(r.diagnostics) - set(est.DIAGNOSTICS))
+    assert not undocumented, f"document {undocumented} in interface.DIAGNOSTICS"
+    for key, value in r.diagnostics.items():
+        kind = est.DIAGNOSTICS[key][0]
+        assert isinstance(value, kind), (key, value, kind)
+    back = type(r).from_dict(json.loads(json.dumps(r.to_dict())))
+    assert (back.value, back.std, back.warnings, back.estimator) == (r.value, r.std, r.warnings, r.estimator)
+
+
+def test_records_of_earlier_versions_are_read():
+    old = {"value": 1.5, "n_samples": 8, "estimator": "exact", "params": {}, "std": None,
+           "diagnostics": {"max_value": 2.0}}
+    r = MIEstimate.from_dict(old)
+    assert r.diagnostics == {"bound": 2.0} and r.unit == "nats" and r.warnings == () and r.seconds is None
+    inf = MIEstimate(float("inf"), 1, "x").to_dict()
+    assert inf["value"] == "inf" and MIEstimate.from_dict(inf).value == float("inf")
+
+
+def test_saturation_at_the_bound_is_a_warning():
+    ids = np.arange(64)
+    r = est.make("exact").estimate(ids, ids)  # every input its own symbol: I = ln 64, the bound
+    assert r.diagnostics["bound"] == pytest.approx(math.log(64))
+    assert any(w.startswith("saturated") for w in r.warnings)
+    assert est.make("exact").estimate(ids < 48, ids).warnings == ()  # I = H(1/4) < ln 2
+
+
+@pytest.mark.parametrize("name", [n for n in MI if n not in TRAINED])
+def test_estimate_batch_gives_what_separate_calls_give(name):
+    x, y = _data(name=name)
+    x2 = x[::-1].copy() * 2.0 + 1.0
+    r = est.make(name, **DEVICE_PARAMS.get(name, {}))
+    got = r.estimate_batch([x, x2], y)
+    want = [r.estimate(x, y).value, r.estimate(x2, y).value]
+    assert [g.value for g in got] == pytest.approx(want, abs=1e-12)
+    assert all(g.estimator == name and g.seconds >= 0 for g in got)
+
+
+@pytest.mark.parametrize("name", MI)
+def test_p_is_refused_by_estimators_of_samples(name):
+    x, y = _data(name=name)
+    if est.capabilities(name)["weighted"]:
+        pytest.skip(f"{name} takes p")
+    with pytest.raises(ValueError, match=f"p was given, but {name} reads its rows as samples"):
+        est.make(name).estimate(x, y, p=np.full(400, 1 / 400))
+
+
+def test_available_filters_by_capability():
+    assert est.available("mi", y_role="labels") == ["class-mi"]
+    assert set(est.available(images=True)) == {"lossy", "mienf", "tridiag-mienf"}
+    assert est.available(weighted=True) == ["exact", "exact-entropy"]
+    with pytest.raises(ValueError, match="unknown capabilities"):
+        est.available(fast=True)

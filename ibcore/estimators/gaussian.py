@@ -15,6 +15,16 @@ from .interface import MIEstimate, MIEstimator, register
 __all__ = ["GaussianMI"]
 
 
+def _scales(t: torch.Tensor, name: str) -> torch.Tensor:
+    # column standard deviations, computed on columns divided by their largest magnitude (no overflow at 1e200)
+    top = t.abs().amax(0).clamp_min(torch.finfo(torch.float64).tiny)
+    sd = (t / top).std(0) * top
+    const = (~(sd > 0) | ~torch.isfinite(sd)).nonzero().flatten().tolist()
+    if const:
+        raise ValueError(f"{name} has constant columns {const}: the Gaussian estimator needs full-rank data")
+    return sd
+
+
 def _whitener(c: torch.Tensor, name: str) -> torch.Tensor:
     # Inverse Cholesky factor of a covariance; a singular covariance means a constant or collinear column.
     chol, info = torch.linalg.cholesky_ex(c)
@@ -56,8 +66,10 @@ class GaussianMI(MIEstimator):
         n, dx, dy = tx.shape[0], tx.shape[1], ty.shape[1]
         if n <= dx + dy:
             raise ValueError(f"x and y have {n} samples; the Gaussian estimator needs more than d_x + d_y = {dx + dy}")
-        tx = tx - tx.mean(0)
-        ty = ty - ty.mean(0)
+        # columns scaled to unit variance first (the canonical correlations do not depend on the units): keeps huge
+        # values from overflowing the covariance and columns of very different scales from looking singular
+        tx = (tx - tx.mean(0)) / _scales(tx, "x")
+        ty = (ty - ty.mean(0)) / _scales(ty, "y")
         wx = _whitener(tx.T @ tx / (n - 1), "x")
         wy = _whitener(ty.T @ ty / (n - 1), "y")
         cross = wx @ (tx.T @ ty / (n - 1)) @ wy.T

@@ -265,7 +265,7 @@ class _Registered:
         if r.diagnostics.get("still_increasing"):
             warn.append("still increasing: the held-out value rose over the last tenth of training")
         return replace(r, params=self.get_params(), seconds=(time.perf_counter() - start) / count,
-                       device=_device_of(self, data), warnings=tuple(warn))  # fmt: skip
+                       device=r.device or _device_of(self, data), warnings=tuple(warn))  # fmt: skip
 
 
 def _device_of(est, data) -> str:

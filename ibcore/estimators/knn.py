@@ -74,6 +74,9 @@ class KozachenkoLeonenko(EntropyEstimator):
             correlation of the coordinates, which otherwise bias a k-NN estimate at finite N (a joint sample whose
             parts have very different scales is all but ignored along the small ones); Butakov et al.'s entropy
             estimators do this by default.
+        standardize: Estimate h(D^-1 x) for D the columns' standard deviations and add back sum_j ln d_j (exact),
+            so that a change of units changes nothing (default; skipped when ``whiten`` is on, which already does
+            it). A constant column (zero variance: the entropy is -inf) is refused in every setting.
 
     Duplicate rows give zero k-NN distances, for which the estimate is -inf; they raise ``ValueError`` instead.
     The brute-force backend works in the data's floating dtype (at least ``float32``); the k-d tree in ``float64``.
@@ -93,7 +96,8 @@ class KozachenkoLeonenko(EntropyEstimator):
     """
 
     def __init__(self, *, k: int = 3, metric: str = "euclidean", backend: str = "auto", chunk_size=None, device=None,
-                 whiten: bool = False):  # fmt: skip
+                 whiten: bool = False, standardize: bool = True):  # fmt: skip
+        self.standardize = standardize
         self.k = k
         self.metric = metric
         self.backend = backend
@@ -113,23 +117,32 @@ class KozachenkoLeonenko(EntropyEstimator):
         k = check_positive_int(self.k, "k")
         x, eps, backend, chunk, shift = self._distances(x, [k])
         terms = self._terms(x, eps[:, 0], k) + shift  # (n,) per-sample terms; their mean is the estimate
+        value = float(terms.mean())
+        _check_finite(value, x, "x")
         return EntropyEstimate(
-            value=float(terms.mean()),
+            value=value,
             n_samples=x.shape[0],
             estimator=self.name,
             params=self.get_params(),
             std=None,
-            diagnostics=_diagnostics(backend, x, chunk, terms),
+            diagnostics=_diagnostics(backend, x, chunk, terms) | {"standardized": self._scaled()},
         )
+
+    def _scaled(self) -> bool:
+        return bool(self.standardize) and not self.whiten
 
     def _distances(self, x, ks: list[int]):
         # The distances from every sample to its ks-th nearest neighbours among the others: (n, len(ks)).
         metric = check_choice(self.metric, "metric", METRICS)
         chunk_size = _check_chunk_size(self.chunk_size)
         x = _as_float(as_samples(x, "x", min_samples=max(ks) + 1, device=resolve_device(self.device)))
+        _check_flag(self.standardize, "standardize")
+        scale = _column_scales(x, "x")  # also refuses constant columns, which make the entropy -inf
         shift = 0.0
         if self.whiten:
             x, shift = _whiten(x)
+        elif self.standardize:
+            x, shift = (x.to(torch.float64) / scale).to(x.dtype), float(torch.log(scale).sum())
         backend = _pick_backend(self.backend, x.device, x.shape[1], KL_KDTREE_MAX_DIM)
         n, d = x.shape
         if backend == "kdtree":
@@ -170,8 +183,11 @@ class KozachenkoLeonenko(EntropyEstimator):
 
 
 def _whiten(x: torch.Tensor) -> tuple[torch.Tensor, float]:
-    # (x - mean) L^-T with L L^T the sample covariance (Cholesky, in float64), and ln |det L| = 1/2 ln det Cov.
-    x64 = x.to(torch.float64)
+    # (x - mean) L^-T with L L^T the sample covariance of the standardized columns (Cholesky, in float64), and
+    # ln |det L| + sum ln sd = 1/2 ln det Cov: standardizing first keeps columns of very different scales (1e6 and
+    # 1e-3) from making the covariance look singular.
+    sd = _column_scales(x, "x")
+    x64 = x.to(torch.float64) / sd
     centred = x64 - x64.mean(0)
     cov = centred.T @ centred / max(x.shape[0] - 1, 1)
     chol, info = torch.linalg.cholesky_ex(cov)
@@ -181,7 +197,7 @@ def _whiten(x: torch.Tensor) -> tuple[torch.Tensor, float]:
                          f"{float(eig[0]):.3g} to {float(eig[-1]):.3g}): it cannot be whitened; drop constant or "
                          "dependent columns (a softmax output sums to 1), or use whiten=False")  # fmt: skip
     white = torch.linalg.solve_triangular(chol, centred.T, upper=False).T
-    return white.to(x.dtype), float(torch.log(torch.diagonal(chol)).sum())
+    return white.to(x.dtype), float(torch.log(torch.diagonal(chol)).sum() + torch.log(sd).sum())
 
 
 def wkl_weights(k: int, d: int) -> np.ndarray:
@@ -231,8 +247,9 @@ class WeightedKozachenkoLeonenko(KozachenkoLeonenko):
     """
 
     def __init__(self, *, k: int = 5, metric: str = "euclidean", backend: str = "auto", chunk_size=None, device=None,
-                 whiten: bool = False):  # fmt: skip
-        super().__init__(k=k, metric=metric, backend=backend, chunk_size=chunk_size, device=device, whiten=whiten)
+                 whiten: bool = False, standardize: bool = True):  # fmt: skip
+        super().__init__(k=k, metric=metric, backend=backend, chunk_size=chunk_size, device=device, whiten=whiten,
+                         standardize=standardize)
 
     def _estimate(self, x, p) -> EntropyEstimate:
         k = check_positive_int(self.k, "k")
@@ -242,7 +259,10 @@ class WeightedKozachenkoLeonenko(KozachenkoLeonenko):
         terms = sum(w[j - 1] * self._terms(x, eps[:, j - 1], j) for j in ks) + shift  # (n,)
         diagnostics = _diagnostics(backend, x, chunk, terms)
         diagnostics["weights"] = w.tolist()
-        return EntropyEstimate(float(terms.mean()), x.shape[0], self.name, self.get_params(), None, diagnostics)
+        diagnostics["standardized"] = self._scaled()
+        value = float(terms.mean())
+        _check_finite(value, x, "x")
+        return EntropyEstimate(value, x.shape[0], self.name, self.get_params(), None, diagnostics)
 
 
 @register("ksg")
@@ -267,7 +287,10 @@ class KSG(MIEstimator):
     c of x and of y gets noise ``jitter * max(1, mean|c|) * N(0, 1)``. The noise is drawn in ``float64`` on the
     CPU from ``torch.Generator().manual_seed(seed)`` (so CPU and GPU runs see the same noise) and added in the
     data's dtype; at the default 1e-10 it vanishes in ``float32``. With ``jitter=0``, duplicate joint rows raise
-    ``ValueError``. Columns are not rescaled: the max norm weighs them as given.
+    ``ValueError``. With ``standardize`` (the default) each column of x and of y is first divided by its standard
+    deviation, which leaves the MI unchanged and makes the estimate independent of the units (the max norm would
+    otherwise all but ignore columns on a small scale); a constant column is then refused.
+    ``standardize=False`` weighs the columns as given.
 
     The two backends give identical estimates on ``float64`` data. The brute-force backend computes in the data's
     floating dtype (at least ``float32``), the k-d tree always in ``float64``.
@@ -291,8 +314,10 @@ class KSG(MIEstimator):
     """
 
     def __init__(
-        self, *, k: int = 3, jitter: float = 1e-10, seed: int = 0, backend: str = "auto", chunk_size=None, device=None
+        self, *, k: int = 3, jitter: float = 1e-10, seed: int = 0, backend: str = "auto", chunk_size=None, device=None,
+        standardize: bool = True,
     ):
+        self.standardize = standardize
         self.k = k
         self.jitter = jitter
         self.seed = seed
@@ -320,6 +345,9 @@ class KSG(MIEstimator):
         y = as_samples(y, "y", min_samples=k + 1, device=dev)
         check_same_length(x, y)
         dtype = _float_dtype(torch.promote_types(x.dtype, y.dtype))
+        _check_flag(self.standardize, "standardize")
+        if self.standardize:  # MI is invariant to it: no correction
+            x, y = ((t.to(torch.float64) / _column_scales(t, name)) for t, name in ((x, "x"), (y, "y")))
         x, y = x.to(dtype), y.to(dtype)
         n, dx = x.shape
         backend = _pick_backend(self.backend, x.device, dx + y.shape[1], KDTREE_MAX_DIM)
@@ -348,6 +376,7 @@ class KSG(MIEstimator):
         diagnostics = _diagnostics(backend, x, chunk, terms)
         diagnostics["mean_count_x"] = float(nx.double().mean())
         diagnostics["mean_count_y"] = float(ny.double().mean())
+        diagnostics["standardized"] = bool(self.standardize)
         return MIEstimate(
             value=float(terms.mean()),
             n_samples=n,
@@ -449,6 +478,30 @@ def _chunk_rows(chunk_size, n: int, width: int, x: torch.Tensor) -> int:
     return max(1, min(n, budget // per_row))
 
 
+def _column_scales(t: torch.Tensor, name: str) -> torch.Tensor:
+    # Standard deviation of each column in float64, computed on columns divided by their largest magnitude so that
+    # huge values (1e200) do not overflow the squares; a constant column is a ValueError.
+    t = t.to(torch.float64)
+    top = t.abs().amax(0).clamp_min(torch.finfo(torch.float64).tiny)
+    sd = (t / top).std(0) * top
+    const = (~(sd > 0) | ~torch.isfinite(sd)).nonzero().flatten().tolist()
+    if const:
+        raise ValueError(f"{name} has constant columns {const} (zero variance): they cannot be standardized and make "
+                         "a k-NN entropy -inf; drop them (they carry no information)")  # fmt: skip
+    return sd
+
+
+def _check_flag(value, name: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_finite(value: float, x: torch.Tensor, name: str) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} has values up to {float(x.abs().max()):.3g} and the k-NN distances overflowed "
+                         f"(the estimate came out {value}); use standardize=True or rescale {name}")  # fmt: skip
+
+
 def _check_jitter(jitter) -> float:
     if isinstance(jitter, bool) or not isinstance(jitter, (int, float, np.integer, np.floating)):
         raise ValueError(f"jitter must be a finite number >= 0, got {jitter!r}")
@@ -500,7 +553,6 @@ def _digamma_t(counts: torch.Tensor) -> torch.Tensor:
 def _diagnostics(backend: str, x: torch.Tensor, chunk, terms: torch.Tensor) -> dict:
     return {
         "backend": backend,
-        "device": str(x.device),
         "dtype": str(x.dtype).removeprefix("torch."),
         "chunk_size": chunk,
         "per_sample_term_std": float(terms.std()),

@@ -322,7 +322,7 @@ class LossyMI(MIEstimator):
         dims = [int(as_samples(v, n).shape[1]) for v, n in ((cx, "x"), (cy, "y"))]
         return MIEstimate(r.value, r.n_samples, self.name, self.get_params(), std=r.std,
                           diagnostics={"inner": r.diagnostics, "compressed_dims": dims, "compressors_fitted": [fx, fy]},
-                          warnings=r.warnings)  # fmt: skip
+                          warnings=r.warnings, device=r.device)  # fmt: skip
 
     def _compress(self, c, v):
         if c is None:

@@ -52,6 +52,18 @@ def _check_noise_std(noise_std) -> float:
     return float(noise_std)
 
 
+# Squared distances in units of the noise must stay far inside float64 (1e308): spreads beyond this are refused.
+_MAX_SPREAD = 1e150
+
+
+def _check_spread(c: torch.Tensor, noise_std: float, name: str) -> None:
+    spread = float((c - c.mean(0)).abs().max()) / noise_std
+    if not spread <= _MAX_SPREAD:
+        raise ValueError(f"{name} spreads {spread:.3g} noise standard deviations around its mean (noise_std="
+                         f"{noise_std:g}): the squared distances would overflow float64; rescale {name} and noise_std "
+                         "together (I(X;T) does not change)")  # fmt: skip
+
+
 def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Generator):
     # Points t = c_k + noise_std * z, with the centres k stratified: every centre equally often (+- 1).
     k = c.shape[0]
@@ -177,6 +189,7 @@ class SamplePropagation(MIEstimator):
         dev = resolve_device(self.device)
         names = [f"y[{j}]" if len(ys) > 1 else "y" for j in range(len(ys))]
         tc = as_samples(x, "x", device=dev, float_dtype=torch.float64)
+        _check_spread(tc, sigma, "x")
         txs = [as_samples(v, name, keep_integer=True, device=tc.device) for v, name in zip(ys, names)]
         for tx, name in zip(txs, names):
             check_same_length(tc, tx, ("x", name))
@@ -223,6 +236,7 @@ class GaussianMixtureEntropy(EntropyEstimator):
         sigma = _check_noise_std(self.noise_std)
         n_mc = check_positive_int(self.n_mc, "n_mc", 2)
         tc = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
+        _check_spread(tc, sigma, "x")
         g = torch.Generator().manual_seed(int(self.seed))
         _, t = _mc_points(tc, n_mc, sigma, g)
         log_p, _ = _log_densities(t, tc, sigma)
