@@ -310,7 +310,7 @@ class KSG(MIEstimator):
         >>> y = x + rng.standard_normal(2000)
         >>> mi = KSG(k=3).estimate(x, y)
         >>> round(mi.value, 2)  # closed form: ln(2) / 2 = 0.35
-        0.33
+        0.34
     """
 
     def __init__(
