@@ -78,17 +78,45 @@ def as_samples(
     is_int = not t.is_floating_point()
     if is_int and keep_integer:
         return t.to(torch.int64)
+    src = t
     if is_int:
         t = t.to(float_dtype or torch.float64)
     elif float_dtype is not None:
         t = t.to(float_dtype)
     finite = torch.isfinite(t)
     if not bool(finite.all()):
+        if t.dtype != src.dtype and bool(torch.isfinite(src).all()):  # finite, but not in the dtype asked for
+            raise ValueError(
+                f"{name} has values up to {float(src.abs().max()):.3g} in magnitude, beyond the range of "
+                f"{_dtype_name(t.dtype)} (+-{torch.finfo(t.dtype).max:.3g}) that this estimator computes in: rescale "
+                f"{name} (standardize its columns)"
+            )
         bad = (~finite).nonzero()[:3].tolist()
         raise ValueError(
             f"{name} contains {int((~finite).sum())} non-finite values (NaN or inf), first at (row, col) {bad}"
         )
+    if t.dtype != src.dtype and t.dtype != torch.float64 and src.dtype != torch.bool:
+        _check_not_collapsed(src, t, name)
     return t
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_not_collapsed(src: torch.Tensor, t: torch.Tensor, name: str) -> None:
+    # A column that varies in the input but is constant once converted to a narrower dtype (values below its
+    # smallest number, 1e-200 in float32, or differences below its resolution) has lost all its information.
+    lo, hi = torch.aminmax(t, dim=0)
+    src_lo, src_hi = torch.aminmax(src, dim=0)
+    cols = ((lo == hi) & (src_lo != src_hi)).nonzero().flatten().tolist()
+    if cols:
+        top = float(src[:, cols].abs().max())
+        raise ValueError(
+            f"{name} has columns {cols} that vary in {_dtype_name(src.dtype)} but are constant in "
+            f"{_dtype_name(t.dtype)}, the dtype this estimator computes in (values up to {top:.3g} in magnitude): "
+            f"their differences are below its resolution; rescale {name} (standardize its columns)"
+        )
 
 
 _NUMERIC = {

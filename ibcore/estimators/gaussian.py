@@ -25,6 +25,17 @@ def _scales(t: torch.Tensor, name: str) -> torch.Tensor:
     return sd
 
 
+def _standardized(t: torch.Tensor, name: str) -> torch.Tensor:
+    # (t - mean) / sd per column; where the mean itself overflows (values near float64's largest, 1e307), the
+    # columns are scaled before they are centred.
+    sd = _scales(t, name)
+    mean = t.mean(0)
+    if bool(torch.isfinite(mean).all()):
+        return (t - mean) / sd
+    u = t / sd
+    return u - u.mean(0)
+
+
 def _whitener(c: torch.Tensor, name: str) -> torch.Tensor:
     # Inverse Cholesky factor of a covariance; a singular covariance means a constant or collinear column.
     chol, info = torch.linalg.cholesky_ex(c)
@@ -68,8 +79,7 @@ class GaussianMI(MIEstimator):
             raise ValueError(f"x and y have {n} samples; the Gaussian estimator needs more than d_x + d_y = {dx + dy}")
         # columns scaled to unit variance first (the canonical correlations do not depend on the units): keeps huge
         # values from overflowing the covariance and columns of very different scales from looking singular
-        tx = (tx - tx.mean(0)) / _scales(tx, "x")
-        ty = (ty - ty.mean(0)) / _scales(ty, "y")
+        tx, ty = _standardized(tx, "x"), _standardized(ty, "y")
         wx = _whitener(tx.T @ tx / (n - 1), "x")
         wy = _whitener(ty.T @ ty / (n - 1), "y")
         cross = wx @ (tx.T @ ty / (n - 1)) @ wy.T

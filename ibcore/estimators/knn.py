@@ -76,7 +76,10 @@ class KozachenkoLeonenko(EntropyEstimator):
             estimators do this by default.
         standardize: Estimate h(D^-1 x) for D the columns' standard deviations and add back sum_j ln d_j (exact),
             so that a change of units changes nothing (default; skipped when ``whiten`` is on, which already does
-            it). A constant column (zero variance: the entropy is -inf) is refused in every setting.
+            it). A constant column (zero variance: the entropy is -inf) is refused in every setting. With
+            ``standardize=False`` (and no whitening) values beyond a quarter of the dtype's largest number are
+            refused (their differences overflow), and so is an estimate that Euclidean distances overflowing or
+            underflowing their squares would make infinite (from about 1e154 and 1e-154 in ``float64``).
 
     Duplicate rows give zero k-NN distances, for which the estimate is -inf; they raise ``ValueError`` instead.
     The brute-force backend works in the data's floating dtype (at least ``float32``); the k-d tree in ``float64``.
@@ -137,7 +140,10 @@ class KozachenkoLeonenko(EntropyEstimator):
         chunk_size = _check_chunk_size(self.chunk_size)
         x = _as_float(as_samples(x, "x", min_samples=max(ks) + 1, device=resolve_device(self.device)))
         _check_flag(self.standardize, "standardize")
+        _check_flag(self.whiten, "whiten")
         scale = _column_scales(x, "x")  # also refuses constant columns, which make the entropy -inf
+        if not (self.whiten or self.standardize):
+            _check_magnitude(x, x.dtype, "x")
         shift = 0.0
         if self.whiten:
             x, shift = _whiten(x)
@@ -168,7 +174,8 @@ class KozachenkoLeonenko(EntropyEstimator):
         if n_zero:
             raise ValueError(
                 f"x has {n_zero} of {n} samples whose k-th nearest neighbour (k={ks[0]}) is at distance 0 (duplicate "
-                "rows); the Kozachenko-Leonenko estimate would be -inf. Remove the duplicates or add noise."
+                f"rows{_underflow_hint(x, metric, backend)}); the Kozachenko-Leonenko estimate would be -inf. Remove "
+                "the duplicates or add noise."
             )
         return x, eps, backend, chunk, shift
 
@@ -290,7 +297,10 @@ class KSG(MIEstimator):
     ``ValueError``. With ``standardize`` (the default) each column of x and of y is first divided by its standard
     deviation, which leaves the MI unchanged and makes the estimate independent of the units (the max norm would
     otherwise all but ignore columns on a small scale); a constant column is then refused.
-    ``standardize=False`` weighs the columns as given.
+    ``standardize=False`` weighs the columns as given; it refuses values whose differences could overflow (beyond a
+    quarter of the dtype's largest number) and columns whose standard deviation is within a factor
+    ``JITTER_MARGIN`` (1000) of the tie-breaking noise, which would then decide the neighbours (columns of
+    |values| <= 1 and standard deviation below 1e-7 at the default jitter).
 
     The two backends give identical estimates on ``float64`` data. The brute-force backend computes in the data's
     floating dtype (at least ``float32``), the k-d tree always in ``float64``.
@@ -348,6 +358,9 @@ class KSG(MIEstimator):
         _check_flag(self.standardize, "standardize")
         if self.standardize:  # MI is invariant to it: no correction
             x, y = ((t.to(torch.float64) / _column_scales(t, name)) for t, name in ((x, "x"), (y, "y")))
+        else:
+            _check_magnitude(x, dtype, "x")
+            _check_magnitude(y, dtype, "y")
         x, y = x.to(dtype), y.to(dtype)
         n, dx = x.shape
         backend = _pick_backend(self.backend, x.device, dx + y.shape[1], KDTREE_MAX_DIM)
@@ -355,6 +368,9 @@ class KSG(MIEstimator):
         if jitter > 0:
             # Tie-breaking noise scaled per column as in scikit-learn (feature_selection/_mutual_info.py):
             # jitter * max(1, mean |column|) * standard normal. Drawn on the CPU so every device sees the same noise.
+            if not self.standardize:  # standardized columns have unit scale: the noise cannot swamp them
+                _check_jitter_swamps(x, jitter, "x")
+                _check_jitter_swamps(y, jitter, "y")
             gen = torch.Generator().manual_seed(seed)
             x = _add_jitter(x, jitter, gen)
             y = _add_jitter(y, jitter, gen)
@@ -366,7 +382,13 @@ class KSG(MIEstimator):
             chunk = _chunk_rows(chunk_size, n, x.shape[1] + y.shape[1], x)
             eps, nx, ny = _ksg_torch(x, y, k, chunk)
 
-        n_zero = int((eps <= 0).sum())
+        n_zero, n_inf = (int(v) for v in torch.stack([(eps <= 0).sum(), (~torch.isfinite(eps)).sum()]).tolist())
+        if n_inf:  # max-norm distances overflow only near the dtype's largest number (float32: 3.4e38)
+            raise ValueError(
+                f"x and y: {n_inf} of {n} k-NN distances overflowed {str(x.dtype).removeprefix('torch.')} (values up "
+                f"to {float(x.abs().max()):.3g} in x and {float(y.abs().max()):.3g} in y); use standardize=True (the "
+                "default) or rescale x and y"
+            )
         if n_zero:
             raise ValueError(
                 f"x and y have {n_zero} of {n} samples whose k-th nearest neighbour (k={k}) in the joint space is at "
@@ -377,8 +399,13 @@ class KSG(MIEstimator):
         diagnostics["mean_count_x"] = float(nx.double().mean())
         diagnostics["mean_count_y"] = float(ny.double().mean())
         diagnostics["standardized"] = bool(self.standardize)
+        value = float(terms.mean())
+        if not math.isfinite(value):  # a last guard: the checks above leave no known way here
+            raise ValueError(f"x and y gave a non-finite KSG estimate ({value}) with values up to "
+                             f"{float(x.abs().max()):.3g} in x and {float(y.abs().max()):.3g} in y; use "
+                             "standardize=True (the default) or rescale them")  # fmt: skip
         return MIEstimate(
-            value=float(terms.mean()),
+            value=value,
             n_samples=n,
             estimator=self.name,
             params=self.get_params(),
@@ -478,12 +505,17 @@ def _chunk_rows(chunk_size, n: int, width: int, x: torch.Tensor) -> int:
     return max(1, min(n, budget // per_row))
 
 
-def _column_scales(t: torch.Tensor, name: str) -> torch.Tensor:
+def _column_std(t: torch.Tensor) -> torch.Tensor:
     # Standard deviation of each column in float64, computed on columns divided by their largest magnitude so that
-    # huge values (1e200) do not overflow the squares; a constant column is a ValueError.
+    # huge values (1e200) do not overflow the squares nor tiny ones (1e-200) underflow.
     t = t.to(torch.float64)
     top = t.abs().amax(0).clamp_min(torch.finfo(torch.float64).tiny)
-    sd = (t / top).std(0) * top
+    return (t / top).std(0) * top
+
+
+def _column_scales(t: torch.Tensor, name: str) -> torch.Tensor:
+    # _column_std, where a constant column is a ValueError.
+    sd = _column_std(t)
     const = (~(sd > 0) | ~torch.isfinite(sd)).nonzero().flatten().tolist()
     if const:
         raise ValueError(f"{name} has constant columns {const} (zero variance): they cannot be standardized and make "
@@ -492,14 +524,53 @@ def _column_scales(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _check_flag(value, name: str) -> None:
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_magnitude(t: torch.Tensor, dtype: torch.dtype, name: str) -> None:
+    # Unstandardized data: differences of values beyond a quarter of the dtype's largest number can overflow (and
+    # scipy's k-d tree then fails in its worker threads, leaving garbage counts behind).
+    top = float(t.abs().max())
+    if top > torch.finfo(dtype).max / 4:
+        raise ValueError(f"{name} has values up to {top:.3g} in magnitude: differences between them overflow "
+                         f"{str(dtype).removeprefix('torch.')} (largest {torch.finfo(dtype).max:.3g}); use "
+                         f"standardize=True (the default) or rescale {name}")  # fmt: skip
 
 
 def _check_finite(value: float, x: torch.Tensor, name: str) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{name} has values up to {float(x.abs().max()):.3g} and the k-NN distances overflowed "
                          f"(the estimate came out {value}); use standardize=True or rescale {name}")  # fmt: skip
+
+
+# The tie-breaking noise must stay this far below a column's spread (standardize=False), or it would decide which
+# points are neighbours: with the default jitter 1e-10, columns of |values| <= 1 need a standard deviation >= 1e-7.
+JITTER_MARGIN = 1e3
+
+
+def _check_jitter_swamps(t: torch.Tensor, jitter: float, name: str) -> None:
+    sd = _column_std(t)
+    noise = jitter * _mean_abs(t).clamp(min=1.0)  # as _add_jitter draws it
+    cols = ((sd > 0) & (noise * JITTER_MARGIN > sd)).nonzero().flatten().tolist()
+    if cols:
+        raise ValueError(
+            f"{name} has columns {cols} whose standard deviation ({float(sd[cols].min()):.3g} at the least) is within "
+            f"a factor {JITTER_MARGIN:g} of the tie-breaking noise jitter * max(1, mean |column|) = "
+            f"{float(noise[cols].max()):.3g}: the noise would decide the neighbours. Use standardize=True (the "
+            "default), which scales the columns before the noise, or a smaller jitter"
+        )
+
+
+def _underflow_hint(x: torch.Tensor, metric: str, backend: str) -> str:
+    # Part of the zero-distance error: when x's values are so close together that their squared differences
+    # underflow (Euclidean distances of unstandardized data below 1e-154 in float64, 1e-19 in float32).
+    dtype = torch.float64 if backend == "kdtree" else x.dtype
+    spread = float((x.amax(0) - x.amin(0)).max())
+    if metric != "euclidean" or spread >= 1e4 * math.sqrt(torch.finfo(dtype).tiny):
+        return ""
+    return (f", or values so close that their squared differences underflow {str(dtype).removeprefix('torch.')}: "
+            f"x spans at most {spread:.3g}; use standardize=True, the default")  # fmt: skip
 
 
 def _check_jitter(jitter) -> float:
@@ -523,8 +594,16 @@ def _pick_backend(backend, device: torch.device, dim: int, kdtree_max_dim: int) 
     return backend
 
 
+def _mean_abs(t: torch.Tensor) -> torch.Tensor:
+    # mean |column| in float64; where the sum overflows (values near 1e308), of the columns divided by their largest
+    # magnitude first (no host sync: both are computed, the second kept only where the first is not finite)
+    plain = t.abs().mean(dim=0, dtype=torch.float64)
+    top = t.abs().amax(0).to(torch.float64).clamp_min(torch.finfo(torch.float64).tiny)
+    return torch.where(torch.isfinite(plain), plain, (t.abs().to(torch.float64) / top).mean(0) * top)
+
+
 def _add_jitter(t: torch.Tensor, jitter: float, gen: torch.Generator) -> torch.Tensor:
-    scale = jitter * t.abs().mean(dim=0, dtype=torch.float64).clamp(min=1.0)  # (d,)
+    scale = jitter * _mean_abs(t).clamp(min=1.0)  # (d,)
     noise = torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.device)
     return t + (noise * scale).to(t.dtype)  # a new tensor: the caller's data is never modified
 

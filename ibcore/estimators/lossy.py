@@ -237,10 +237,21 @@ class EntropyMI(_EntropyBased):
         ty = as_samples(y, "y", min_samples=k + 1, device=tx.device)
         check_same_length(tx, ty)
         dtype = torch.promote_types(tx.dtype, ty.dtype)
-        hx, hy = h.estimate(tx).value, h.estimate(ty).value
-        hxy = h.estimate(torch.cat([tx.to(dtype), ty.to(dtype)], dim=1)).value
+        hx, hy = _entropy(h, tx, "x"), _entropy(h, ty, "y")
+        hxy = _entropy(h, torch.cat([tx.to(dtype), ty.to(dtype)], dim=1), "the joint sample (x, y)")
         return MIEstimate(hx + hy - hxy, tx.shape[0], self.name, self.get_params(),
                           diagnostics={"h_x": hx, "h_y": hy, "h_xy": hxy})  # fmt: skip
+
+
+def _entropy(h, t, side: str) -> float:
+    # h(t) by the entropy estimator, whose own argument is called x: its errors name the side instead
+    try:
+        return h.estimate(t).value
+    except ValueError as err:
+        msg = str(err)
+        if side == "x" or not msg.startswith("x "):
+            raise
+        raise ValueError(side + msg[1:]) from err
 
 
 @register("class-mi")

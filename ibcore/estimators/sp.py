@@ -11,7 +11,10 @@ with all those centres. Both are smoothed versions of a finite set of points, so
 and I(X;T) = h(T) - h(T|X) = E[log p(T|X) - log p(T)] over (X, T) drawn from the joint. The expectations are
 Monte Carlo averages over points t = c_k + noise_std * z; the densities are exact log-sum-exps over the centres,
 computed in float64 in chunks on the data's device. Using the same points for both terms makes the MI estimate's
-Monte Carlo error much smaller than either entropy's; the reported ``std`` is its standard error.
+Monte Carlo error much smaller than either entropy's; the reported ``std`` is its standard error. Centres that
+spread over 1e6 noise standard deviations, or a noise_std outside 1e-100..1e100, would lose the precision (or
+overflow the range) of the fast |t|^2 + |c|^2 - 2 t.c form of the squared distances: their distances are then
+taken from the centre differences in units of the noise, exactly at any scale (1e200 or 1e-200 included).
 
 The estimators take the centres as data:
 
@@ -40,8 +43,15 @@ _CHUNK_ELEMENTS = 2**24  # float64 distances per chunk: 128 MB
 
 
 def gaussian_entropy(dim: int, noise_std: float) -> float:
-    """Differential entropy (nats) of N(0, noise_std^2 I_dim): dim/2 ln(2 pi e noise_std^2)."""
-    return 0.5 * dim * math.log(2 * math.pi * math.e * noise_std**2)
+    """Differential entropy (nats) of N(0, noise_std^2 I_dim): dim/2 ln(2 pi e noise_std^2).
+
+    Example:
+        >>> round(gaussian_entropy(2, 1.0), 4), round(gaussian_entropy(2, 1e200) - 2 * math.log(1e200), 4)
+        (2.8379, 2.8379)
+    """
+    if _SAFE_NOISE[0] <= noise_std <= _SAFE_NOISE[1]:
+        return 0.5 * dim * math.log(2 * math.pi * math.e * noise_std**2)
+    return dim * (0.5 * math.log(2 * math.pi * math.e) + math.log(noise_std))  # noise_std**2 would overflow
 
 
 def _check_noise_std(noise_std) -> float:
@@ -52,16 +62,22 @@ def _check_noise_std(noise_std) -> float:
     return float(noise_std)
 
 
-# Squared distances in units of the noise must stay far inside float64 (1e308): spreads beyond this are refused.
-_MAX_SPREAD = 1e150
+# The squared distances are computed as |t|^2 + |c|^2 - 2 t.c (a matrix product, fast) relative to the centres'
+# mean. That form loses the precision of a point's distance to its own centre when the centres spread far in units
+# of the noise (relative error about spread^2 * 2^-52: 1e-4 at a spread of 1e6, all of it from 1e8 on) and
+# overflows when noise_std**2 or the coordinates' squares leave float64's range. Beyond these limits the distances
+# are taken from the centre differences directly, in units of the noise: u = (c_k - c_j) / noise_std + z for the
+# point c_k + noise_std * z, exact for the own centre (u = z) and overflowing only to a kernel of exactly 0.
+_EXPANDED_MAX_SPREAD = 1e6
+_SAFE_NOISE = (1e-100, 1e100)
 
 
-def _check_spread(c: torch.Tensor, noise_std: float, name: str) -> None:
-    spread = float((c - c.mean(0)).abs().max()) / noise_std
-    if not spread <= _MAX_SPREAD:
-        raise ValueError(f"{name} spreads {spread:.3g} noise standard deviations around its mean (noise_std="
-                         f"{noise_std:g}): the squared distances would overflow float64; rescale {name} and noise_std "
-                         "together (I(X;T) does not change)")  # fmt: skip
+def _direct(c: torch.Tensor, noise_std: float) -> bool:
+    # whether the distances must come from the centre differences (see _EXPANDED_MAX_SPREAD); one host sync
+    if not _SAFE_NOISE[0] <= noise_std <= _SAFE_NOISE[1]:
+        return True
+    spread = float((c - c.mean(0)).abs().max()) / noise_std  # NaN where the mean overflows: direct too
+    return not spread <= _EXPANDED_MAX_SPREAD
 
 
 def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Generator):
@@ -70,13 +86,13 @@ def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Ge
     order = torch.randperm(k, generator=generator)
     idx = order.repeat(n_mc // k + 1)[:n_mc].to(c.device)
     z = torch.randn(n_mc, c.shape[1], generator=generator, dtype=torch.float64).to(c.device)
-    return idx, c[idx] + noise_std * z
+    return idx, c[idx] + noise_std * z, z
 
 
 _BLOCK_GROUPS = 16  # a partition with at most this many groups is read off the full distance pass
 
 
-def _log_densities(t, c, noise_std, partitions=()):
+def _log_densities(t, c, noise_std, partitions=(), points=None):
     """log p(t) under the mixture of all centres, and log p(t | group) for each partition of the centres.
 
     ``partitions`` is a sequence of ``(groups_t, groups_c)``: the group of each point and of each centre (codes
@@ -84,12 +100,18 @@ def _log_densities(t, c, noise_std, partitions=()):
     serves log p(t) and the first partition with few groups (labels): the centres are sorted by that partition and
     each group's log-sum-exp is taken over its contiguous block. The other partitions (input ids: many small groups)
     gather each point's own centres. Coordinates are taken relative to the centres' mean, which keeps the
-    ``|t|^2 + |c|^2 - 2 t.c`` form of the distances accurate.
+    ``|t|^2 + |c|^2 - 2 t.c`` form of the distances accurate. ``points``, the ``(idx, z)`` that made
+    ``t = c[idx] + noise_std * z``, lets centres that spread too far for that form (:func:`_direct`) be handled
+    exactly, from the centre differences.
     """
     k, d = c.shape
-    origin = c.mean(0)
-    t, c = t - origin, c - origin
-    norm = -0.5 * d * math.log(2 * math.pi * noise_std**2)
+    direct = points is not None and _direct(c, noise_std)
+    if direct:
+        norm = -0.5 * d * math.log(2 * math.pi) - d * math.log(noise_std)
+    else:
+        origin = c.mean(0)
+        t, c = t - origin, c - origin
+        norm = -0.5 * d * math.log(2 * math.pi * noise_std**2)
     sizes = [torch.bincount(gc) for _, gc in partitions]
     block = next((j for j, n in enumerate(sizes) if n.numel() <= _BLOCK_GROUPS), None)
     if block is not None:
@@ -98,13 +120,19 @@ def _log_densities(t, c, noise_std, partitions=()):
         bounds = list(zip([0] + ends[:-1], ends))
     else:
         c_sorted = c
-    c_sq = (c_sorted * c_sorted).sum(1)
-    chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
+    if direct:
+        chunk = max(1, _CHUNK_ELEMENTS // max(k * d, 1))
+    else:
+        c_sq = (c_sorted * c_sorted).sum(1)
+        chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
     out, out_block = [], []
     for lo in range(0, t.shape[0], chunk):
-        tc = t[lo : lo + chunk]
-        d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c_sorted.T).clamp_min_(0.0)
-        logk = d2.mul_(-0.5 / noise_std**2)
+        if direct:
+            logk = _direct_log_kernels(c, c_sorted[None], points, lo, chunk, noise_std)
+        else:
+            tc = t[lo : lo + chunk]
+            d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c_sorted.T).clamp_min_(0.0)
+            logk = d2.mul_(-0.5 / noise_std**2)
         if block is None:
             out.append(torch.logsumexp(logk, dim=1))
             continue
@@ -117,11 +145,19 @@ def _log_densities(t, c, noise_std, partitions=()):
         if j == block:
             log_groups.append(torch.cat(out_block) - sizes[j][gt].to(torch.float64).log() + norm)
         else:
-            log_groups.append(_group_log_density(t, gt, c, gc, sizes[j], noise_std, norm))
+            log_groups.append(_group_log_density(t, gt, c, gc, sizes[j], noise_std, norm, points if direct else None))
     return log_p, log_groups
 
 
-def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm):
+def _direct_log_kernels(c, centres, points, lo, chunk, noise_std):
+    # -|t - c_j|^2 / (2 noise_std^2) for the points lo:lo+chunk, t = c[idx] + noise_std * z, from the centre
+    # differences in units of the noise; ``centres`` (1 or chunk, m, d) are the c_j each point is compared with.
+    idx, z = points
+    u = (c[idx[lo : lo + chunk]].unsqueeze(1) - centres) / noise_std + z[lo : lo + chunk].unsqueeze(1)
+    return u.square_().sum(-1).mul_(-0.5)
+
+
+def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm, points=None):
     # log p(t | group) for each point, against only the centres of its own group (gathered, padded to the largest
     # group): O(points x group size) instead of O(points x all centres).
     d = c.shape[1]
@@ -136,8 +172,11 @@ def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm):
         g = groups_t[lo : lo + chunk]
         valid = offsets < sizes[g].unsqueeze(1)
         idx = torch.where(valid, starts[g].unsqueeze(1) + offsets, 0)
-        d2 = ((t[lo : lo + chunk].unsqueeze(1) - sorted_c[idx]) ** 2).sum(-1)
-        logk = (-d2 / (2.0 * noise_std**2)).masked_fill_(~valid, -math.inf)
+        if points is not None:  # the direct form (see _log_densities)
+            logk = _direct_log_kernels(c, sorted_c[idx], points, lo, chunk, noise_std).masked_fill_(~valid, -math.inf)
+        else:
+            d2 = ((t[lo : lo + chunk].unsqueeze(1) - sorted_c[idx]) ** 2).sum(-1)
+            logk = (-d2 / (2.0 * noise_std**2)).masked_fill_(~valid, -math.inf)
         out.append(torch.logsumexp(logk, dim=1) - sizes[g].to(torch.float64).log() + norm)
     return torch.cat(out)
 
@@ -189,14 +228,13 @@ class SamplePropagation(MIEstimator):
         dev = resolve_device(self.device)
         names = [f"y[{j}]" if len(ys) > 1 else "y" for j in range(len(ys))]
         tc = as_samples(x, "x", device=dev, float_dtype=torch.float64)
-        _check_spread(tc, sigma, "x")
         txs = [as_samples(v, name, keep_integer=True, device=tc.device) for v, name in zip(ys, names)]
         for tx, name in zip(txs, names):
             check_same_length(tc, tx, ("x", name))
         groups = [row_codes(tx) for tx in txs]
         g = torch.Generator().manual_seed(int(self.seed))
-        idx, t = _mc_points(tc, n_mc, sigma, g)
-        log_p, log_groups = _log_densities(t, tc, sigma, [(gr[idx], gr) for gr in groups])
+        idx, t, z = _mc_points(tc, n_mc, sigma, g)
+        log_p, log_groups = _log_densities(t, tc, sigma, [(gr[idx], gr) for gr in groups], points=(idx, z))
         h_t, h_t_std = float(-log_p.mean()), float(log_p.std() / math.sqrt(n_mc))
         results = []
         for gr, log_pg in zip(groups, log_groups):
@@ -236,9 +274,8 @@ class GaussianMixtureEntropy(EntropyEstimator):
         sigma = _check_noise_std(self.noise_std)
         n_mc = check_positive_int(self.n_mc, "n_mc", 2)
         tc = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
-        _check_spread(tc, sigma, "x")
         g = torch.Generator().manual_seed(int(self.seed))
-        _, t = _mc_points(tc, n_mc, sigma, g)
-        log_p, _ = _log_densities(t, tc, sigma)
+        idx, t, z = _mc_points(tc, n_mc, sigma, g)
+        log_p, _ = _log_densities(t, tc, sigma, points=(idx, z))
         return EntropyEstimate(float(-log_p.mean()), tc.shape[0], self.name, self.get_params(),
                                std=float(log_p.std() / math.sqrt(n_mc)))  # fmt: skip
