@@ -26,10 +26,10 @@ NTK on the mean). From the posterior, :class:`InfiniteEnsemble` gives
   when the members interpolate the training labels.
 
 References:
-    Shwartz-Ziv & Alemi (2019). Information in infinite ensembles of infinitely-wide neural networks. AABI.
-        arXiv:1911.09189
-    Lee et al. (2019). Wide neural networks of any depth evolve as linear models under gradient descent. NeurIPS.
-    Kolchinsky & Tracey (2017). Estimating mixture entropy with pairwise distances. Entropy 19, 361.
+    - Shwartz-Ziv & Alemi (2019). Information in infinite ensembles of infinitely-wide neural networks. AABI,
+      arXiv:1911.09189.
+    - Lee et al. (2019). Wide neural networks of any depth evolve as linear models under gradient descent. NeurIPS.
+    - Kolchinsky & Tracey (2017). Estimating mixture entropy with pairwise distances. Entropy 19, 361.
 """
 
 from __future__ import annotations

@@ -254,8 +254,8 @@ def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tup
             ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``).
 
     Returns:
-        ``{"plane": records, "metrics": records, "kept": representations kept, "seconds": training time,
-        "state": the final TrainState}``.
+        A dict: ``"plane"`` (records), ``"metrics"`` (records), ``"kept"`` (the representations kept),
+        ``"seconds"`` (training time) and ``"state"`` (the final TrainState).
     """
     if "plane_seed" in plane:
         plane["seed"] = plane.pop("plane_seed")

@@ -227,20 +227,25 @@ def _numeric(v):
 
 
 def drift(executed: str | os.PathLike, scale: str = "default", *, root: str | os.PathLike = ROOT,
-          rel: float = 1e-6, abs_tol: float = 1e-9) -> list[dict]:  # fmt: skip
+          rel: float = 1e-6, abs_tol: float = 1e-9, every: bool = False) -> list[dict]:  # fmt: skip
     """Where the committed records of ``scale`` and fresh executions disagree: for every executed notebook
     ``<executed>/<name>.ipynb`` (as ``make test`` leaves them in ``_build/executed``) with a record, each glued number
     that moved by more than ``rel`` (relative) and ``abs_tol``, or that one side lacks, and the record itself when its
     notebook has changed since (stale). Returns ``[{"notebook", "name", "recorded", "now", "why"}]``; empty when the
     book's numbers are the ones the code gives. Runs at the same settings reproduce to float rounding on one
     machine (one thread per kernel, as ``make test`` and ``record --threads 1`` run them). Wall times (names with
-    ``seconds``) are left out."""
+    ``seconds``) are left out. With ``every``, a record whose notebook has no execution in ``executed`` is listed too
+    (``"not executed"``): CI checks every record, not only those it happened to run."""
     import nbformat
 
     from .batch import _glued
 
     records = load_records(scale, root)
     out = []
+    if every:
+        ran = {p.stem for p in Path(executed).glob("*.ipynb")}
+        out += [{"notebook": name, "name": None, "recorded": None, "now": None, "why": f"not executed in {executed}"}
+                for name in sorted(set(records) - ran)]  # fmt: skip
     for path in sorted(Path(executed).glob("*.ipynb")):
         rec = records.get(path.stem)
         if rec is None:
@@ -281,9 +286,10 @@ def main(argv=None) -> int:
     dr = sub.add_parser("drift", help="compare the committed records with executed notebooks (exit 1 if they differ)")
     dr.add_argument("executed", nargs="?", default=str(ROOT / "_build" / "executed"))
     dr.add_argument("--scale", choices=SCALES, default="default")
+    dr.add_argument("--every", action="store_true", help="also fail on a record whose notebook was not executed")
     args = parser.parse_args(argv)
     if args.command == "drift":
-        rows = drift(args.executed, args.scale)
+        rows = drift(args.executed, args.scale, every=args.every)
         for r in rows:
             print(f"{r['notebook']}: {r['name']}: recorded {r['recorded']!r}, now {r['now']!r} ({r['why']})")
         print(f"{len(rows)} numbers differ from book/records/{args.scale}" if rows else

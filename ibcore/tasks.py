@@ -189,7 +189,7 @@ def _check_size(size) -> int:
 
 
 def render_bumps(latent, size: int = 16, width: float = 0.15) -> np.ndarray:
-    """Images ``(n, size, size)`` of a 2-D Gaussian bump exp(-|g - mu|^2 / (2 width^2)) centred at ``mu``.
+    """Images ``(n, size, size)`` of a 2-D Gaussian bump ``exp(-|g - mu|^2 / (2 width^2))`` centred at ``mu``.
 
     ``latent`` is ``(n, 2)`` in [0, 1]; the centre is mu = 0.2 + 0.6 latent on the pixel grid g spanning [0, 1]. The
     map is injective (the log-image is a quadratic in g whose peak is mu), so I(image_X; image_Y) equals the

@@ -130,6 +130,8 @@ def test_drift_lists_every_number_that_moved_and_stale_records(tmp_path):
     assert got == {("moved", "moved by +0.5"), ("gone", "only recorded"), ("new", "not recorded")}
     _glued_notebook(executed / "a.ipynb", {"kept": 1.0, "moved": 2.0, "gone": 3.0, "label": "x"})
     assert drift(executed, root=tmp_path) == []  # the same numbers (wall times aside): nothing to report
+    assert [(r["notebook"], r["why"].split(" in ")[0]) for r in drift(executed, root=tmp_path, every=True)] == [
+        ("b", "not executed")]  # b has a record but no execution
     nb = json.loads((tmp_path / "notebooks" / "b.ipynb").read_text())
     nb["cells"][0]["source"] = "x = 2"
     (tmp_path / "notebooks" / "b.ipynb").write_text(json.dumps(nb))

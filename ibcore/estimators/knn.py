@@ -70,7 +70,7 @@ class KozachenkoLeonenko(EntropyEstimator):
         chunk_size: Query rows per brute-force chunk; ``None`` picks it from a memory budget.
         device: Where to compute; ``None`` follows the data.
         whiten: Estimate h(W x) for the whitening W = L^-1 of the sample covariance L L^T and add back
-            ln |det L| (exact for any invertible linear map). The estimate then no longer depends on the scale or
+            ``ln |det L|`` (exact for any invertible linear map). The estimate then no longer depends on the scale or
             correlation of the coordinates, which otherwise bias a k-NN estimate at finite N (a joint sample whose
             parts have very different scales is all but ignored along the small ones); Butakov et al.'s entropy
             estimators do this by default.
@@ -300,7 +300,7 @@ class KSG(MIEstimator):
     ``standardize=False`` weighs the columns as given; it refuses values whose differences could overflow (beyond a
     quarter of the dtype's largest number) and columns whose standard deviation is within a factor
     ``JITTER_MARGIN`` (1000) of the tie-breaking noise, which would then decide the neighbours (columns of
-    |values| <= 1 and standard deviation below 1e-7 at the default jitter).
+    ``|values| <= 1`` and standard deviation below 1e-7 at the default jitter).
 
     The two backends give identical estimates on ``float64`` data. The brute-force backend computes in the data's
     floating dtype (at least ``float32``), the k-d tree always in ``float64``.

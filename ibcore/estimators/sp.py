@@ -13,7 +13,7 @@ Monte Carlo averages over points t = c_k + noise_std * z; the densities are exac
 computed in float64 in chunks on the data's device. Using the same points for both terms makes the MI estimate's
 Monte Carlo error much smaller than either entropy's; the reported ``std`` is its standard error. Centres that
 spread over 1e6 noise standard deviations, or a noise_std outside 1e-100..1e100, would lose the precision (or
-overflow the range) of the fast |t|^2 + |c|^2 - 2 t.c form of the squared distances: their distances are then
+overflow the range) of the fast ``|t|^2 + |c|^2 - 2 t.c`` form of the squared distances: their distances are then
 taken from the centre differences in units of the noise, exactly at any scale (1e200 or 1e-200 included).
 
 The estimators take the centres as data:

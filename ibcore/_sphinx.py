@@ -1,0 +1,79 @@
+"""A Sphinx extension for the book's API page: the ``capability-table`` directive.
+
+``capability-table`` renders :func:`ibcore.estimators.capability_table` (every registered estimator's declared
+capabilities, read from its class attributes) as a table, so the page cannot drift from the registry. Enabled in
+``_config.yml`` (``sphinx: extra_extensions``) next to ``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.util.docutils import SphinxDirective
+
+COLUMNS = (  # (heading, capabilities key)
+    ("name", "name"), ("class", "class"), ("kind", "kind"), ("x", "x_role"), ("y", "y_role"), ("images", "images"),
+    ("trained", "trained"), ("weighted", "weighted"), ("batched", "batched"), ("bounded by", "bound"),
+    ("parameters (defaults)", "params"),
+)  # fmt: skip
+
+
+def _cell(key: str, row: dict[str, Any]) -> list[nodes.Node]:
+    # the inline nodes of one table cell
+    value = row[key]
+    if key == "name":
+        return [nodes.literal(text=value)]
+    if key == "class":
+        ref = addnodes.pending_xref("", refdomain="py", reftype="class", reftarget=f"{row['module']}.{value}",
+                                    refexplicit=False, refwarn=False)  # fmt: skip
+        ref += nodes.literal(text=value, classes=["xref", "py", "py-class"])
+        return [ref]
+    if key == "params":
+        parts: list[nodes.Node] = []
+        for i, (k, v) in enumerate(value.items()):
+            parts += ([nodes.Text(", ")] if i else []) + [nodes.literal(text=f"{k}={v!r}")]
+        return parts or [nodes.Text("none")]
+    if isinstance(value, bool):
+        return [nodes.Text("yes" if value else "no")]
+    return [nodes.Text("--" if value is None else str(value))]
+
+
+def table_node(rows: list[dict[str, Any]]) -> nodes.table:
+    """The rows of :func:`~ibcore.estimators.capability_table` (each with its class's ``module``) as a table."""
+    table = nodes.table(classes=["capability-table"])
+    group = nodes.tgroup(cols=len(COLUMNS))
+    table += group
+    group += [nodes.colspec(colwidth=1) for _ in COLUMNS]
+
+    def line(cells: list[list[nodes.Node]]) -> nodes.row:
+        out = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            entry += nodes.paragraph("", "", *cell)
+            out += entry
+        return out
+
+    head, body = nodes.thead(), nodes.tbody()
+    head += line([[nodes.Text(heading)] for heading, _ in COLUMNS])
+    body += [line([_cell(key, row) for _, key in COLUMNS]) for row in rows]
+    group += [head, body]
+    return table
+
+
+class CapabilityTable(SphinxDirective):
+    """``capability-table``: the declared capabilities of every registered estimator, as a table."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from ibcore.estimators import capability_table
+        from ibcore.estimators.interface import _REGISTRY
+
+        return [table_node([dict(row, module=_REGISTRY[row["name"]].__module__) for row in capability_table()])]
+
+
+def setup(app) -> dict[str, Any]:
+    app.add_directive("capability-table", CapabilityTable)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
