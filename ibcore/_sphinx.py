@@ -1,7 +1,7 @@
-"""A Sphinx extension for the book's API page: the ``capability-table`` directive.
+"""A Sphinx extension for the book's API page: the ``capability-table`` and ``parameter-table`` directives.
 
 ``capability-table`` renders :func:`ibcore.estimators.capability_table` (every registered estimator's declared
-capabilities, read from its class attributes) as a table, so the page cannot drift from the registry. Enabled in
+capabilities, read from its class attributes) as a table, and ``parameter-table`` their parameters and defaults, so the page cannot drift from the registry. Enabled in
 ``_config.yml`` (``sphinx: extra_extensions``) next to ``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
 """
 
@@ -16,8 +16,8 @@ from sphinx.util.docutils import SphinxDirective
 COLUMNS = (  # (heading, capabilities key)
     ("name", "name"), ("class", "class"), ("kind", "kind"), ("x", "x_role"), ("y", "y_role"), ("images", "images"),
     ("trained", "trained"), ("weighted", "weighted"), ("batched", "batched"), ("bounded by", "bound"),
-    ("parameters (defaults)", "params"),
 )  # fmt: skip
+PARAMETER_COLUMNS = (("name", "name"), ("class", "class"), ("parameters (defaults)", "params"))
 
 
 def _cell(key: str, row: dict[str, Any]) -> list[nodes.Node]:
@@ -40,12 +40,13 @@ def _cell(key: str, row: dict[str, Any]) -> list[nodes.Node]:
     return [nodes.Text("--" if value is None else str(value))]
 
 
-def table_node(rows: list[dict[str, Any]]) -> nodes.table:
-    """The rows of :func:`~ibcore.estimators.capability_table` (each with its class's ``module``) as a table."""
-    table = nodes.table(classes=["capability-table"])
-    group = nodes.tgroup(cols=len(COLUMNS))
+def table_node(rows: list[dict[str, Any]], columns=COLUMNS, kind: str = "capability-table") -> nodes.table:
+    """The rows of :func:`~ibcore.estimators.capability_table` (each with its class's ``module``) as a table of
+    ``columns`` (``(heading, key)`` pairs)."""
+    table = nodes.table(classes=[kind])
+    group = nodes.tgroup(cols=len(columns))
     table += group
-    group += [nodes.colspec(colwidth=1) for _ in COLUMNS]
+    group += [nodes.colspec(colwidth=1) for _ in columns]
 
     def line(cells: list[list[nodes.Node]]) -> nodes.row:
         out = nodes.row()
@@ -56,10 +57,17 @@ def table_node(rows: list[dict[str, Any]]) -> nodes.table:
         return out
 
     head, body = nodes.thead(), nodes.tbody()
-    head += line([[nodes.Text(heading)] for heading, _ in COLUMNS])
-    body += [line([_cell(key, row) for _, key in COLUMNS]) for row in rows]
+    head += line([[nodes.Text(heading)] for heading, _ in columns])
+    body += [line([_cell(key, row) for _, key in columns]) for row in rows]
     group += [head, body]
     return table
+
+
+def _rows() -> list[dict[str, Any]]:
+    from ibcore.estimators import capability_table
+    from ibcore.estimators.interface import _REGISTRY
+
+    return [dict(row, module=_REGISTRY[row["name"]].__module__) for row in capability_table()]
 
 
 class CapabilityTable(SphinxDirective):
@@ -68,12 +76,19 @@ class CapabilityTable(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from ibcore.estimators import capability_table
-        from ibcore.estimators.interface import _REGISTRY
+        return [table_node(_rows())]
 
-        return [table_node([dict(row, module=_REGISTRY[row["name"]].__module__) for row in capability_table()])]
+
+class ParameterTable(SphinxDirective):
+    """``parameter-table``: every registered estimator's parameters and their defaults, as a table."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        return [table_node(_rows(), PARAMETER_COLUMNS, "parameter-table")]
 
 
 def setup(app) -> dict[str, Any]:
     app.add_directive("capability-table", CapabilityTable)
+    app.add_directive("parameter-table", ParameterTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -3,6 +3,7 @@ with the capability table generated from the registry."""
 
 from __future__ import annotations
 
+import html
 import pkgutil
 import re
 import shutil
@@ -79,3 +80,15 @@ def test_the_capability_table_has_one_row_per_estimator_and_links_each_class(bui
         assert f'href="#{cls.__module__}.{cls.__name__}"' in row, name
         assert ("yes" in row) == any(est.capabilities(name)[k] is True for k in ("images", "trained", "weighted",
                                                                                  "batched"))  # fmt: skip
+
+
+def test_the_parameter_table_lists_each_estimators_defaults(built):
+    table = re.search(r'<table class="[^"]*parameter-table.*?</table>', built, flags=re.S)
+    assert table, "no parameter table on the page"
+    rows = re.findall(r"<tr.*?</tr>", table.group(0), flags=re.S)
+    assert len(rows) == 1 + len(est.available())
+    for name in est.available():
+        row = next(r for r in rows if f'<span class="pre">{name}</span>' in r)
+        text = html.unescape(re.sub(r"<[^>]+>", "", row))  # the cell's text as a reader sees it
+        for key, value in est.capabilities(name)["params"].items():
+            assert f"{key}={value!r}" in text, (name, key, text)
