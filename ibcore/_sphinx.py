@@ -1,8 +1,8 @@
 """A Sphinx extension for the book's API page: the ``capability-table`` and ``parameter-table`` directives.
 
 ``capability-table`` renders :func:`ibcore.estimators.capability_table` (every registered estimator's declared
-capabilities, read from its class attributes) as a table, and ``parameter-table`` their parameters and defaults, so the page cannot drift from the registry. Enabled in
-``_config.yml`` (``sphinx: extra_extensions``) next to ``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
+capabilities, read from its class attributes) as a table, and ``parameter-table`` their parameters and defaults,
+so the page cannot drift from the registry. Enabled in ``_config.yml`` (``sphinx: extra_extensions``) next to ``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
 """
 
 from __future__ import annotations
