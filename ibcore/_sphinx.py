@@ -2,7 +2,8 @@
 
 ``capability-table`` renders :func:`ibcore.estimators.capability_table` (every registered estimator's declared
 capabilities, read from its class attributes) as a table, and ``parameter-table`` their parameters and defaults,
-so the page cannot drift from the registry. Enabled in ``_config.yml`` (``sphinx: extra_extensions``) next to ``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
+so the page cannot drift from the registry. Enabled in ``_config.yml`` (``sphinx: extra_extensions``) next to
+``sphinx.ext.autodoc`` and ``sphinx.ext.napoleon``.
 """
 
 from __future__ import annotations
