@@ -88,7 +88,7 @@ def as_samples(
         if t.dtype != src.dtype and bool(torch.isfinite(src).all()):  # finite, but not in the dtype asked for
             raise ValueError(
                 f"{name} has values up to {float(src.abs().max()):.3g} in magnitude, beyond the range of "
-                f"{_dtype_name(t.dtype)} (+-{torch.finfo(t.dtype).max:.3g}) that this estimator computes in: rescale "
+                f"{dtype_name(t.dtype)} (+-{torch.finfo(t.dtype).max:.3g}) that this estimator computes in: rescale "
                 f"{name} (standardize its columns)"
             )
         bad = (~finite).nonzero()[:3].tolist()
@@ -100,7 +100,8 @@ def as_samples(
     return t
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32`` for ``torch.float32``: the dtype as error messages and diagnostics name it."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -113,8 +114,8 @@ def _check_not_collapsed(src: torch.Tensor, t: torch.Tensor, name: str) -> None:
     if cols:
         top = float(src[:, cols].abs().max())
         raise ValueError(
-            f"{name} has columns {cols} that vary in {_dtype_name(src.dtype)} but are constant in "
-            f"{_dtype_name(t.dtype)}, the dtype this estimator computes in (values up to {top:.3g} in magnitude): "
+            f"{name} has columns {cols} that vary in {dtype_name(src.dtype)} but are constant in "
+            f"{dtype_name(t.dtype)}, the dtype this estimator computes in (values up to {top:.3g} in magnitude): "
             f"their differences are below its resolution; rescale {name} (standardize its columns)"
         )
 

@@ -26,7 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import gammaln as special_gammaln
 
-from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
+from ._validation import as_samples, check_choice, check_positive_int, check_same_length, dtype_name, resolve_device
 from .interface import EntropyEstimate, EntropyEstimator, MIEstimate, MIEstimator, register
 
 __all__ = ["KozachenkoLeonenko", "WeightedKozachenkoLeonenko", "wkl_weights", "KSG"]
@@ -385,7 +385,7 @@ class KSG(MIEstimator):
         n_zero, n_inf = (int(v) for v in torch.stack([(eps <= 0).sum(), (~torch.isfinite(eps)).sum()]).tolist())
         if n_inf:  # max-norm distances overflow only near the dtype's largest number (float32: 3.4e38)
             raise ValueError(
-                f"x and y: {n_inf} of {n} k-NN distances overflowed {str(x.dtype).removeprefix('torch.')} (values up "
+                f"x and y: {n_inf} of {n} k-NN distances overflowed {dtype_name(x.dtype)} (values up "
                 f"to {float(x.abs().max()):.3g} in x and {float(y.abs().max()):.3g} in y); use standardize=True (the "
                 "default) or rescale x and y"
             )
@@ -534,7 +534,7 @@ def _check_magnitude(t: torch.Tensor, dtype: torch.dtype, name: str) -> None:
     top = float(t.abs().max())
     if top > torch.finfo(dtype).max / 4:
         raise ValueError(f"{name} has values up to {top:.3g} in magnitude: differences between them overflow "
-                         f"{str(dtype).removeprefix('torch.')} (largest {torch.finfo(dtype).max:.3g}); use "
+                         f"{dtype_name(dtype)} (largest {torch.finfo(dtype).max:.3g}); use "
                          f"standardize=True (the default) or rescale {name}")  # fmt: skip
 
 
@@ -569,7 +569,7 @@ def _underflow_hint(x: torch.Tensor, metric: str, backend: str) -> str:
     spread = float((x.amax(0) - x.amin(0)).max())
     if metric != "euclidean" or spread >= 1e4 * math.sqrt(torch.finfo(dtype).tiny):
         return ""
-    return (f", or values so close that their squared differences underflow {str(dtype).removeprefix('torch.')}: "
+    return (f", or values so close that their squared differences underflow {dtype_name(dtype)}: "
             f"x spans at most {spread:.3g}; use standardize=True, the default")  # fmt: skip
 
 
@@ -632,7 +632,7 @@ def _digamma_t(counts: torch.Tensor) -> torch.Tensor:
 def _diagnostics(backend: str, x: torch.Tensor, chunk, terms: torch.Tensor) -> dict:
     return {
         "backend": backend,
-        "dtype": str(x.dtype).removeprefix("torch."),
+        "dtype": dtype_name(x.dtype),
         "chunk_size": chunk,
         "per_sample_term_std": float(terms.std()),
     }
