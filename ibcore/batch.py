@@ -18,7 +18,10 @@ Every run goes into its own folder ``<output>/<run id>/``: the executed notebook
 numbers the notebook glues into the book (``numbers``). Both are written atomically (a temporary file, then a
 rename), so a killed sweep leaves finished runs complete and unfinished ones absent; running the same sweep again
 skips the runs whose ``result.json`` says ``"ok"`` and redoes the rest. The run id is a hash of the notebook and the
-parameters, so reordering the sweep file changes nothing.
+parameters, so reordering the sweep file changes nothing. A notebook that declares a ``checkpoint_dir`` parameter
+is given ``<run folder>/checkpoints`` (unless the run sets it): its training runs are checkpointed there, a run
+redone after a kill continues from its checkpoints (:func:`ibcore.training.fit`), and the folder is deleted once
+the run has succeeded.
 
 Parameter names and types are checked against the notebook's ``parameters`` cell before anything runs.
 
@@ -44,6 +47,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +67,7 @@ _KEYS = {"notebook", "output", "params_file", "parameters", "grid", "runs", "rep
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,), "dict": (dict,)}
 RESULT = "result.json"
 NOTEBOOK = "notebook.ipynb"
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -221,11 +226,18 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     started = time.time()
     result = {"run_id": run.run_id, "notebook": Path(run.notebook).name, "parameters": run.parameters,
               "host": platform.node(), "started": started}  # fmt: skip
+    parameters, checkpoints = dict(run.parameters), None
+    declared = _declared(str(run.notebook), Path(run.notebook).stat().st_mtime_ns)
+    if "checkpoint_dir" in declared and not parameters.get("checkpoint_dir"):
+        checkpoints = folder / CHECKPOINTS
+        parameters["checkpoint_dir"] = str(checkpoints)
+        if checkpoints.is_dir():
+            result["resumed"] = sorted(p.name for p in checkpoints.glob("*.ckpt"))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{NOTEBOOK}.", suffix=".ipynb")
     os.close(fd)
     try:
         try:
-            pm.execute_notebook(run.notebook, tmp, parameters=run.parameters, kernel_name=run.kernel,
+            pm.execute_notebook(run.notebook, tmp, parameters=parameters, kernel_name=run.kernel,
                                 cwd=str(Path(run.notebook).parent), progress_bar=False, log_output=False)  # fmt: skip
             result.update(status="ok", error=None)
         except Exception as exc:  # a failing notebook is a result, not a crash of the sweep
@@ -242,6 +254,8 @@ def run_one(run: Run, threads: int | None = None) -> dict:
         Path(tmp).unlink(missing_ok=True)
     result["seconds"] = time.time() - started
     write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
+    if checkpoints is not None and result["status"] == "ok":
+        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the records hold everything
     return result
 
 

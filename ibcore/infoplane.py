@@ -177,6 +177,12 @@ class InformationPlane(_AtEpochs):
                     self._keep(epoch, layers)
                 self._measure_layers(epoch, seeds, layers)
 
+    def state_dict(self) -> dict:
+        return {"records": self.records, "kept": self.kept}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records, self.kept = list(state["records"]), dict(state["kept"])
+
     def _check_noise(self, model) -> None:
         for label, pair in self.estimators.items():
             for est in pair:
@@ -234,6 +240,7 @@ class InformationPlane(_AtEpochs):
 def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tuple, epochs: int, batch_size: int,
                     lr: float, seed: int = 0, at=None, splits: Mapping | None = None, metrics_at=None,
                     save_to: str | os.PathLike | None = None, name: str = "run", callbacks=(), after_step=(),
+                    checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                     **plane) -> dict:  # fmt: skip
     """Train a network with :func:`~ibcore.training.fit` and measure it: the information plane of every layer on
     ``measure_on`` and loss and accuracy on ``splits``, at the given epochs. The recipe of every chapter.
@@ -250,6 +257,9 @@ def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tup
         metrics_at: Epochs of the metrics (default ``at``).
         save_to: A folder: the plane and metrics are saved there as ``<name>_plane.json`` and
             ``<name>_metrics.json`` (atomically) when training ends, so a sweep interrupted later keeps them.
+        checkpoint: A folder: the run is checkpointed to ``<checkpoint>/<name>.ckpt`` and continued from there when
+            started again (:func:`~ibcore.training.fit`); ``checkpoint_every`` as in ``fit``. Empty or ``None``: no
+            checkpoints.
         plane: The other arguments of :class:`InformationPlane` (``x_ids``, ``shared_bounds``, ``replicas``,
             ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``).
 
@@ -262,7 +272,9 @@ def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tup
     tracker = InformationPlane(*measure_on, estimators, epochs=at, **plane)
     metrics = Metrics(dict(splits), epochs=at if metrics_at is None else metrics_at) if splits else None
     state = fit(model, train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, after_step=after_step,
-                callbacks=[*([metrics] if metrics else []), tracker, *callbacks])  # fmt: skip
+                callbacks=[*([metrics] if metrics else []), tracker, *callbacks],
+                checkpoint=Path(checkpoint) / f"{name}.ckpt" if checkpoint else None,
+                checkpoint_every=checkpoint_every)  # fmt: skip
     out = {"plane": tracker.records, "metrics": metrics.records if metrics else [], "kept": tracker.kept,
            "seconds": state.seconds, "state": state}  # fmt: skip
     if save_to:

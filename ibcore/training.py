@@ -8,18 +8,28 @@ minibatch order from its own seed, so stacked training equals training each netw
 Callbacks are called once before training (epoch 0) and after every epoch; they keep what they measured, so an
 interrupted run (``KeyboardInterrupt``) loses nothing that was finished: the callbacks' records up to the last
 completed epoch stay valid and :class:`TrainState` says where training stopped.
+
+Long runs checkpoint (``fit(..., checkpoint=path)``, :mod:`ibcore.checkpoint`): the model, the optimiser, the
+minibatch and noise generators, the losses and every callback's records, atomically, every ``checkpoint_every``
+epochs (or every two minutes) and at the end. Started again with the same ``checkpoint``, a killed run continues
+from its last checkpoint and ends with the numbers an uninterrupted run gives, bit for bit on the CPU; a finished
+run returns at once with its model and records restored.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import checkpoint as _ckpt
 
 __all__ = [
     "TrainState",
@@ -44,13 +54,22 @@ class TrainState:
     interrupted: bool = False
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)  # mean training objective per epoch
+    resumed_from: int | None = None  # the checkpointed epoch this run continued from (None: started afresh)
 
 
 class Callback:
-    """Base class: override :meth:`on_epoch_end`."""
+    """Base class: override :meth:`on_epoch_end`; a callback that keeps what it measures also overrides
+    :meth:`state_dict` and :meth:`load_state_dict`, so that checkpointed runs keep it."""
 
     def on_epoch_end(self, state: TrainState) -> None:  # pragma: no cover - interface
         pass
+
+    def state_dict(self) -> dict:
+        """What this callback has accumulated, as tensors, numbers, strings, lists and dicts (default: nothing)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 def log_epochs(epochs: int, n: int) -> list[int]:
@@ -108,6 +127,8 @@ def fit(
     callbacks: Sequence[Callback] = (),
     after_step: Sequence[Callable[[torch.nn.Module], None]] = (),
     reraise_interrupt: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> TrainState:
     """Train ``model`` by minibatch gradient descent on ``objective(model, *batch)``.
 
@@ -124,6 +145,11 @@ def fit(
         after_step: Called with the model after every optimiser step, without gradient tracking (e.g.
             :class:`ibcore.nets.OrthonormalUpdate`).
         reraise_interrupt: On ``KeyboardInterrupt``, re-raise after marking the state (default), or return it.
+        checkpoint: A file: the run is saved there (:mod:`ibcore.checkpoint`) every ``checkpoint_every`` epochs and
+            when it ends, and continued from there if the file exists when ``fit`` starts. The other arguments must
+            be those of the run that wrote it (checked; a different run is refused).
+        checkpoint_every: Epochs between checkpoints; ``None`` saves after the first epoch that ends two minutes
+            or more after the last save.
 
     Returns:
         The final :class:`TrainState` (``interrupted`` tells whether training stopped early).
@@ -137,6 +163,9 @@ def fit(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if checkpoint_every is not None and not (
+            isinstance(checkpoint_every, int) and not isinstance(checkpoint_every, bool) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1 or None, got {checkpoint_every!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     # the fused kernels (CPU and CUDA) take one call per step instead of several per parameter
     fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
@@ -152,18 +181,55 @@ def fit(
     device = tensors[0].device
     state = TrainState(model=model, epoch=0, epochs=epochs)
     start = time.perf_counter()
+    earlier = 0.0  # training seconds of the run before it was resumed
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        fp = _ckpt.fingerprint(model, tensors, callbacks, epochs=epochs, batch_size=batch_size, lr=float(lr),
+                                   optimizer=optimizer, seed=int(seed), n_after_step=len(after_step))  # fmt: skip
+        for cb in callbacks:
+            cb.state_dict()  # a callback that cannot be checkpointed says so now, not after hours of training
 
     def notify():
-        state.seconds = time.perf_counter() - start
+        state.seconds = earlier + time.perf_counter() - start
         model.eval()
         with torch.no_grad():
             for cb in callbacks:
                 cb.on_epoch_end(state)
         model.train()
 
+    def save(finished: bool):
+        state.seconds = earlier + time.perf_counter() - start
+        _ckpt.save(checkpoint, {
+            "fingerprint": fp, "epoch": state.epoch, "finished": finished, "stop": state.stop,
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens],
+            "noise_generators": _ckpt.noise_generators(model), "losses": list(state.losses),
+            "last_loss": state.last_loss, "seconds": state.seconds,
+            "callbacks": [cb.state_dict() for cb in callbacks],
+        })  # fmt: skip
+
+    first = 1
+    if checkpoint is not None and checkpoint.is_file():
+        saved = _ckpt.load(checkpoint)
+        _ckpt.check_fingerprint(saved["fingerprint"], fp, checkpoint)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        for g, s in zip(gens, saved["generators"]):
+            g.set_state(s)
+        _ckpt.restore_noise_generators(model, saved["noise_generators"])
+        for cb, s in zip(callbacks, saved["callbacks"]):
+            cb.load_state_dict(s)
+        state.epoch, state.resumed_from, state.stop = int(saved["epoch"]), int(saved["epoch"]), bool(saved["stop"])
+        state.losses, state.last_loss, earlier = list(saved["losses"]), float(saved["last_loss"]), saved["seconds"]
+        first = state.epoch + 1
+        if saved["finished"]:
+            state.seconds = earlier
+            return state
+    last_save = time.perf_counter()
+
     try:
-        notify()
-        for epoch in range(1, epochs + 1):
+        if first == 1:
+            notify()
+        for epoch in range(first, epochs + 1):
             # (S, n): an independent permutation per stacked network
             perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
             total, count = 0.0, 0
@@ -188,11 +254,17 @@ def fit(
             notify()
             if state.stop:
                 break
+            if checkpoint is not None and epoch < epochs and (
+                    epoch % checkpoint_every == 0 if checkpoint_every else time.perf_counter() - last_save >= 120):
+                save(finished=False)
+                last_save = time.perf_counter()
     except KeyboardInterrupt:
         state.interrupted = True
         if reraise_interrupt:
             raise
-    state.seconds = time.perf_counter() - start
+    state.seconds = earlier + time.perf_counter() - start
+    if checkpoint is not None and not state.interrupted:
+        save(finished=True)
     return state
 
 
@@ -218,6 +290,12 @@ class Metrics(_AtEpochs):
         super().__init__(epochs)
         self.datasets = datasets
         self.records: list[dict] = []
+
+    def state_dict(self) -> dict:
+        return {"records": self.records}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records = list(state["records"])
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not self.due(state):
@@ -248,3 +326,7 @@ class RecordLayers(_AtEpochs):
     def on_epoch_end(self, state: TrainState) -> None:
         if self.due(state):
             self.fn(state.epoch, state.model.layers(self.x))
+
+    def state_dict(self) -> dict:
+        raise ValueError("RecordLayers calls a function whose state fit cannot checkpoint; measure with "
+                         "ibcore.infoplane.InformationPlane, or give a Callback with state_dict and load_state_dict")

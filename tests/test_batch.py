@@ -168,3 +168,38 @@ def test_a_real_sweep_of_a_book_notebook(tmp_path):
     assert all(0 < p <= math.log(4) + 1e-9 for p in peaks) and peaks[0] != peaks[1]  # two networks, two answers
     rows = collect(output)
     assert {json.dumps(row["seeds"]) for row in rows} == {"[0]", "[1]"}
+
+
+CHECKPOINT_PROBE = PROBE.parent / "checkpoint_probe.ipynb"
+
+
+def test_a_killed_run_continues_from_its_checkpoints_to_the_same_numbers(tmp_path):
+    # the uninterrupted run
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(yaml.safe_dump({"notebook": str(CHECKPOINT_PROBE), "output": str(tmp_path / "ref")}))
+    assert main(["run", str(ref), "--workers", "1", "--threads", "1", "--no-progress"]) == 0
+    (expected,) = [json.loads(p.read_text())["numbers"] for p in (tmp_path / "ref").glob("*/result.json")]
+    # the same run, slowed down, killed once a checkpoint exists, then run again at full speed ...
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump({"notebook": str(CHECKPOINT_PROBE), "output": str(tmp_path / "out"),
+                                    "parameters": {"epoch_sleep": 0.25}}))  # fmt: skip
+    (run,), _ = load_sweep(path)
+    ckpt = Path(run.folder) / "checkpoints" / "probe.ckpt"
+    cmd = [sys.executable, "-m", "ibcore.batch", "run", str(path), "--workers", "1", "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and not ckpt.is_file():
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert ckpt.is_file() and read_result(run.folder) is None
+    # ... where it continues from its checkpoint (the sleep is not part of the run's fingerprint)
+    assert main(["run", str(path), "--workers", "1", "--threads", "1", "--no-progress"]) == 0
+    result = read_result(run.folder)
+    assert result["status"] == "ok" and result["resumed"] == ["probe.ckpt"], result
+    assert result["numbers"]["resumed_from"] > 0
+    assert not ckpt.parent.exists()  # deleted once the run succeeded
+    for name in ("losses", "i_xt"):
+        assert result["numbers"][name] == expected[name], name
