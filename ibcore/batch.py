@@ -19,7 +19,7 @@ numbers the notebook glues into the book (``numbers``). Both are written atomica
 rename), so a killed sweep leaves finished runs complete and unfinished ones absent; running the same sweep again
 skips the runs whose ``result.json`` says ``"ok"`` and redoes the rest. The run id is a hash of the notebook and the
 parameters, so reordering the sweep file changes nothing. A notebook that declares a ``checkpoint_dir`` parameter
-is given ``<run folder>/checkpoints`` (unless the run sets it): its training runs are checkpointed there, a run
+is given ``<run folder>/checkpoints`` or the run's ``checkpoints`` folder (unless the run sets the parameter): its training runs are checkpointed there, a run
 redone after a kill continues from its checkpoints (:func:`ibcore.training.fit`), and the folder is deleted once
 the run has succeeded.
 
@@ -78,6 +78,8 @@ class Run:
     parameters: dict
     folder: str
     kernel: str = "python3"
+    checkpoints: str | None = None  # checkpoint folder, for notebooks that declare checkpoint_dir (default:
+    # <folder>/checkpoints); deleted when the run succeeds
 
     @property
     def run_id(self) -> str:
@@ -229,7 +231,7 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     parameters, checkpoints = dict(run.parameters), None
     declared = _declared(str(run.notebook), Path(run.notebook).stat().st_mtime_ns)
     if "checkpoint_dir" in declared and not parameters.get("checkpoint_dir"):
-        checkpoints = folder / CHECKPOINTS
+        checkpoints = Path(run.checkpoints) if run.checkpoints else folder / CHECKPOINTS
         parameters["checkpoint_dir"] = str(checkpoints)
         if checkpoints.is_dir():
             result["resumed"] = sorted(p.name for p in checkpoints.glob("*.ckpt"))

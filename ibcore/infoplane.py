@@ -47,6 +47,7 @@ def layer_information(
     estimators: Mapping[str, MIEstimator],
     *,
     shared_bounds: bool = False,
+    details: bool = True,
 ) -> list[dict]:
     """I(X;T_l) and I(T_l;Y) of one network's layers with every estimator, as records (:func:`record`).
 
@@ -66,16 +67,19 @@ def layer_information(
             hi = max(float(t.max()) for t in layers)
             est = est.clone(bounds=(lo, hi))
         for i, t in enumerate(layers, start=1):
-            out.append({"layer": i, "estimator": label, **record(est.estimate(t, x), est.estimate(t, y))})
+            out.append({"layer": i, "estimator": label, **record(est.estimate(t, x), est.estimate(t, y), details)})
     return out
 
 
-def record(i_xt: MIEstimate, i_ty: MIEstimate) -> dict:
+def record(i_xt: MIEstimate, i_ty: MIEstimate, details: bool = True) -> dict:
     """The fields of an information-plane record from the two estimates: ``i_xt`` and ``i_ty`` (nats), their
     standard errors ``i_xt_std`` and ``i_ty_std`` (``None`` where the method has none), and ``estimates``, the
-    whole results (:meth:`~ibcore.estimators.Estimate.to_dict`: params, seconds, device, warnings, diagnostics)."""
-    return {"i_xt": i_xt.value, "i_ty": i_ty.value, "i_xt_std": i_xt.std, "i_ty_std": i_ty.std,
-            "estimates": {"i_xt": i_xt.to_dict(), "i_ty": i_ty.to_dict()}}  # fmt: skip
+    whole results (:meth:`~ibcore.estimators.Estimate.to_dict`: params, seconds, device, warnings, diagnostics),
+    unless ``details`` is false (a sixth of the size: paper-scale runs keep hundreds of thousands of records)."""
+    out = {"i_xt": i_xt.value, "i_ty": i_ty.value, "i_xt_std": i_xt.std, "i_ty_std": i_ty.std}
+    if details:
+        out["estimates"] = {"i_xt": i_xt.to_dict(), "i_ty": i_ty.to_dict()}
+    return out
 
 
 _FIELDS = {"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std", "estimates"}
@@ -110,6 +114,7 @@ class InformationPlane(_AtEpochs):
         measures: More numbers per record, ``{name: fn}`` with ``fn(t, labels) -> float`` called on each network's
             representation of each layer ``(rows, width)`` and its labels, e.g. a clustering measure
             (:mod:`ibcore.clustering`) to plot beside I(X;T).
+        details: Keep the whole estimates in each record (default), or only the numbers (:func:`record`).
 
     Records are flat dicts (:func:`record`) with ``epoch``, ``model`` (the network's seed), ``layer`` (from 1) and
     ``estimator`` (the label).
@@ -126,8 +131,9 @@ class InformationPlane(_AtEpochs):
 
     def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False,
                  replicas: int = 1, seed: int = 0, keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
-                 measures: Mapping[str, Callable] | None = None):  # fmt: skip
+                 measures: Mapping[str, Callable] | None = None, details: bool = True):  # fmt: skip
         super().__init__(epochs)
+        self.details = bool(details)
         self.x, self.y = x, y
         self.estimators = {}
         for label, est in dict(estimators).items():
@@ -214,7 +220,7 @@ class InformationPlane(_AtEpochs):
                     else:
                         a, b = est_xt.estimate(c[s], rows_x), est_ty.estimate(c[s], rows_y)
                     self.records.append({"epoch": epoch, "model": seed, "layer": layer, "estimator": label,
-                                         **record(a, b), **self._extra(c[s], rows_y)})  # fmt: skip
+                                         **record(a, b, self.details), **self._extra(c[s], rows_y)})  # fmt: skip
 
     def _measure_layers(self, epoch, seeds, layers) -> None:
         for label, (est_xt, est_ty) in self.estimators.items():
@@ -223,7 +229,7 @@ class InformationPlane(_AtEpochs):
             if self.shared_bounds and "bounds" in est_xt.param_names():  # bounds differ per network: one at a time
                 for s, seed in enumerate(seeds):
                     rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est_xt},
-                                             shared_bounds=True)  # fmt: skip
+                                             shared_bounds=True, details=self.details)  # fmt: skip
                     self.records.extend({"epoch": epoch, "model": seed, **r, **self._extra(layers[r["layer"] - 1][s],
                                                                                             self.y)} for r in rows)
                 continue
@@ -231,7 +237,7 @@ class InformationPlane(_AtEpochs):
                 i_xt = est_xt.estimate_batch(t, self.x_ids)
                 i_ty = est_ty.estimate_batch(t, self.y)
                 self.records.extend(
-                    {"epoch": epoch, "model": seed, "layer": i, "estimator": label, **record(a, b),
+                    {"epoch": epoch, "model": seed, "layer": i, "estimator": label, **record(a, b, self.details),
                      **self._extra(t[s], self.y)}
                     for s, (seed, a, b) in enumerate(zip(seeds, i_xt, i_ty))
                 )  # fmt: skip
@@ -261,7 +267,7 @@ def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tup
             started again (:func:`~ibcore.training.fit`); ``checkpoint_every`` as in ``fit``. Empty or ``None``: no
             checkpoints.
         plane: The other arguments of :class:`InformationPlane` (``x_ids``, ``shared_bounds``, ``replicas``,
-            ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``).
+            ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``, ``details``).
 
     Returns:
         A dict: ``"plane"`` (records), ``"metrics"`` (records), ``"kept"`` (the representations kept),

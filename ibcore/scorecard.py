@@ -187,34 +187,82 @@ def to_html(rows: Sequence[dict]) -> str:
 def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.PathLike = ROOT,
            workers: int | None = None, threads: int | None = None) -> list[dict]:  # fmt: skip
     """Run ``notebooks`` (names under ``<root>/notebooks/``) at ``scale`` through :mod:`ibcore.batch` (work folders
-    under ``<root>/results/scorecard``) and copy each successful ``result.json``, with the notebook's digest, to
-    ``<root>/book/records/<scale>/<notebook>.json``."""
+    under ``<root>/results/scorecard``) and copy each successful ``result.json``, with the notebook's digest, the
+    parameter file, the commit it ran at and the machine, to ``<root>/book/records/<scale>/<notebook>.json``.
+
+    Training is checkpointed in ``<root>/book/records/<scale>/checkpoints/<notebook>/`` (notebooks that declare
+    ``checkpoint_dir``), a folder that may be committed while a long run is in progress: the same command, on this
+    machine or the next, continues from it, and it is deleted when the run has succeeded."""
     root = Path(root)
     from ._io import write_atomic
     from .batch import Run, _run_id, check_parameters, run_sweep
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    runs = []
+    runs, files = [], {}
     for name in notebooks:
         nb = root / "notebooks" / f"{name}.ipynb"
         if not nb.is_file():
             raise ValueError(f"no notebook notebooks/{name}.ipynb")
-        params = {}
+        params, pfile = {}, None
         if scale == "paper":
             pfile = root / "params" / f"{name}_paper.yaml"
             if not pfile.is_file():
                 raise ValueError(f"no paper-scale parameter file params/{name}_paper.yaml")
             params = yaml.safe_load(pfile.read_text()) or {}
         check_parameters(nb, params)
-        runs.append(Run(str(nb), params, str(root / "results" / "scorecard" / scale / name / _run_id(nb, params))))
+        runs.append(Run(str(nb), params, str(root / "results" / "scorecard" / scale / name / _run_id(nb, params)),
+                        checkpoints=str(root / "book" / "records" / scale / "checkpoints" / name)))  # fmt: skip
+        files[name] = pfile
+    provenance = {"commit": _commit(root), "machine": machine()}
     results = run_sweep(runs, workers=workers, threads=threads)
     target = root / "book" / "records" / scale
     for run, res in zip(runs, results):
         if res and res["status"] == "ok":
-            res = {**res, "notebook_digest": notebook_digest(run.notebook)}
+            pfile = files[Path(run.notebook).stem]
+            res = {**res, "notebook_digest": notebook_digest(run.notebook), "scale": scale, **provenance,
+                   "params_file": None if pfile is None else {"path": str(pfile.relative_to(root)),
+                                                              "text": pfile.read_text()}}  # fmt: skip
             write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
     return results
+
+
+def _commit(root: Path) -> str | None:
+    """The commit ``root`` is at, with ``+dirty`` when tracked files differ from it (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def machine() -> dict:
+    """The machine a record was made on: host, CPU model and cores, memory, GPU, Python and torch versions."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem = None
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "memory_gib": None if mem is None else round(mem, 1),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__}  # fmt: skip
 
 
 def _numeric(v):
