@@ -16,6 +16,23 @@ quantizers):
   range is frozen, so a layer is a fixed function of the layer before it;
 * weights (:func:`quantize_weights`): symmetric ``[-max|W|, max|W|]`` of the current weights with ``2**bits - 1``
   levels, so zero is a level (TensorFlow's ``LastValueQuantizer`` with a narrow range); biases stay in float.
+
+:data:`SCHEMES` names two ways of putting these together. ``"ibcore"`` (the default) is the one above: every layer
+is one fixed function of the layer before it once trained. ``"lorenzen"`` is what the code of Lorenzen et al.
+(ExactIBAnalysisInQNNs, TensorFlow Model Optimization) does:
+
+* tanh layers are rounded to ``2**bits`` levels between the minimum and maximum of the tanh output *of the batch*
+  (in evaluation, of the inputs passed together), and the weights of a tanh network's hidden layers stay in float;
+* ReLU layers and the softmax output use a moving-average range (decay 0.999) that starts at TensorFlow's
+  ``[-6, 6]``, not at the first batch, with ``2**bits`` levels;
+* weights of ReLU layers and of the output layer are rounded to ``2**bits`` levels of ``[min W, max W]``
+  (``LastValueQuantizer(symmetric=False, narrow_range=False)``, :func:`quantize_weights_asymmetric`);
+* the logits stay in float: the network's output is the rounded softmax, and training minimises the cross-entropy of
+  the rounded probabilities (Keras' ``categorical_crossentropy`` on a softmax layer).
+
+Their exact MI is computed after rounding each layer once more onto ``2**bits + 1`` levels of its own range over the
+measured inputs (``QuantizedEstimator(bounds="layer")``): :class:`ibcore.estimators.Binning` with
+``n_bins=2**bits, rounding="nearest"``.
 """
 
 from __future__ import annotations
@@ -23,7 +40,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["fake_quantize", "quantize_weights", "check_bits", "RunningRange", "UNQUANTIZED_BITS"]
+__all__ = ["fake_quantize", "quantize_weights", "quantize_weights_asymmetric", "check_bits", "RunningRange",
+           "UNQUANTIZED_BITS", "SCHEMES", "check_scheme"]
+
+#: The quantization schemes of :class:`ibcore.nets.MLP` (see the module docstring).
+SCHEMES = ("ibcore", "lorenzen")
 
 #: ``bits=32`` stands for the unquantized float32 network, as in Lorenzen et al.'s figures.
 UNQUANTIZED_BITS = 32
@@ -38,6 +59,13 @@ def check_bits(bits) -> int | None:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= _MAX_BITS:
         raise ValueError(f"bits must be an integer in [2, {_MAX_BITS}], or 32 / None for no quantization, got {bits!r}")
     return bits
+
+
+def check_scheme(scheme) -> str:
+    """``scheme`` if it is one of :data:`SCHEMES`, else ``ValueError``."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+    return scheme
 
 
 class _FakeQuantize(torch.autograd.Function):
@@ -95,23 +123,47 @@ def quantize_weights(w: torch.Tensor, levels: int) -> torch.Tensor:
     return q + (w - w.detach())  # exactly q forward, identity gradient backward
 
 
+def quantize_weights_asymmetric(w: torch.Tensor, levels: int) -> torch.Tensor:
+    """Round each network's weight matrix to ``levels`` evenly spaced values of ``[min W, max W]`` widened to contain
+    0 (TensorFlow's ``LastValueQuantizer(symmetric=False, narrow_range=False)``, which Lorenzen et al. use).
+
+    ``w`` is ``(S, fan_in, fan_out)``; the range is per network. The gradient is the identity.
+    """
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    lo = w.detach().amin(dim=(1, 2), keepdim=True).clamp(max=0)
+    hi = w.detach().amax(dim=(1, 2), keepdim=True).clamp(min=0)
+    q = fake_quantize(w.detach(), lo, hi, levels)
+    return q + (w - w.detach())
+
+
 class RunningRange(nn.Module):
     """Per-network running ``[lo, hi]`` of a layer's values: moving averages of batch min and max.
 
     Arguments:
         n_models: Number of stacked networks; the range has shape ``(n_models, 1, 1)``.
         decay: Weight of the old range in the moving average (TensorFlow's default 0.999).
+        start: ``None``: the first batch sets the range; a pair ``(lo, hi)``: the range starts there and moves
+            towards the batches from the first one on (TensorFlow's ``MovingAverageQuantizer`` starts at
+            ``(-6, 6)``).
     """
 
-    def __init__(self, n_models: int, decay: float = 0.999, device=None, dtype=torch.float32):
+    def __init__(self, n_models: int, decay: float = 0.999, device=None, dtype=torch.float32, start=None):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
+        if start is not None and not (len(start) == 2 and float(start[0]) <= 0.0 <= float(start[1])):
+            raise ValueError(f"start must be None or a pair (lo, hi) with lo <= 0 <= hi, got {start!r}")
         self.decay = decay
         self.register_buffer("lo", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
         self.register_buffer("hi", torch.zeros(n_models, 1, 1, device=device, dtype=dtype))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool, device=device))  # saved with the model
         self._ready = False  # the same flag as a Python bool: no device-to-host sync per step
+        if start is not None:
+            self.lo.fill_(float(start[0]))
+            self.hi.fill_(float(start[1]))
+            self.initialized.fill_(True)
+            self._ready = True
 
     @torch.no_grad()
     def update(self, v: torch.Tensor) -> None:

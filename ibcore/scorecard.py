@@ -213,17 +213,18 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         check_parameters(nb, params)
         runs.append(Run(str(nb), params, str(root / "results" / "scorecard" / scale / name / _run_id(nb, params)),
                         checkpoints=str(root / "book" / "records" / scale / "checkpoints" / name)))  # fmt: skip
-        files[name] = pfile
+        files[name] = None if pfile is None else {"path": str(pfile.relative_to(root)), "text": pfile.read_text()}
     provenance = {"commit": _commit(root), "machine": machine()}
-    results = run_sweep(runs, workers=workers, threads=threads)
     target = root / "book" / "records" / scale
-    for run, res in zip(runs, results):
-        if res and res["status"] == "ok":
-            pfile = files[Path(run.notebook).stem]
-            res = {**res, "notebook_digest": notebook_digest(run.notebook), "scale": scale, **provenance,
-                   "params_file": None if pfile is None else {"path": str(pfile.relative_to(root)),
-                                                              "text": pfile.read_text()}}  # fmt: skip
-            write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
+    results = []
+    # at paper scale one notebook at a time, each record written as soon as its run has finished
+    for batch in [[r] for r in runs] if scale == "paper" else [runs]:
+        for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
+            results.append(res)
+            if res and res["status"] == "ok":
+                res = {**res, "notebook_digest": notebook_digest(run.notebook), "scale": scale, **provenance,
+                       "params_file": files[Path(run.notebook).stem]}  # fmt: skip
+                write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
     return results
 
 

@@ -303,3 +303,58 @@ def test_exact_and_quantized_network_on_the_device(szt, device, on_device):
         # CUDA's float rounding can move a few of the 4096 inputs across a level: 0.02 nats (one input moving
         # between two codes changes I by about ln(4096) / 4096 = 0.002 nats); the same device gives the same codes
         assert dev == pytest.approx(cpu, abs=0.02 if device.type == "cuda" else 1e-12)
+
+
+# ------------------------------------------------------------------------ the quantizers of Lorenzen et al.'s code
+def test_lorenzen_scheme_tanh_uses_the_batch_range_and_float_hidden_weights(szt):
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0, 1], bits=4, scheme="lorenzen", init="glorot_uniform").eval()
+    assert all(net._weight(i) is net.weights[i] for i in range(len(net.weights) - 1))  # hidden weights in float
+    assert torch.unique(net._weight(len(net.weights) - 1)[0]).numel() <= 16  # the output layer's are rounded
+    x = szt[0].x
+    with torch.no_grad():
+        t1 = net.layers(x)[0]
+        z = torch.tanh(torch.baddbmm(net.biases[0], x.expand(2, *x.shape), net.weights[0]))
+    for s in range(2):  # 2**bits levels between this batch's min and max, per network
+        lo, hi = z[s].min(), z[s].max()
+        k = (t1[s] - lo) / (hi - lo) * 15
+        assert torch.allclose(k, k.round(), atol=1e-4) and t1[s].min() == lo and torch.isclose(t1[s].max(), hi)
+    with torch.no_grad():  # another batch, another range: a layer is a function of the inputs passed together
+        assert not torch.equal(net.layers(x[:100])[0], t1[:, :100])
+
+
+def test_lorenzen_scheme_relu_ranges_start_at_tensorflows_and_weights_are_asymmetric():
+    net = MLP((12, 10, 2), "relu", seeds=[0], bits=4, scheme="lorenzen")
+    assert net.ranges["0"].lo.item() == -6.0 and net.ranges["0"].hi.item() == 6.0
+    w, raw = net._weight(0)[0], net.weights[0][0]
+    assert torch.unique(w).numel() <= 16
+    assert torch.isclose(w.min(), raw.min()) and torch.isclose(w.max(), raw.max())  # the ends are levels
+    net.train()
+    net(torch.rand(64, 12))
+    assert -6.0 < net.ranges["0"].lo.item() < 0 and net.ranges["0"].hi.item() < 6.0  # moved towards the batch
+    with torch.no_grad():  # the output is the softmax rounded to the output range's 2**bits levels
+        p, out = net.layers(torch.rand(64, 12))[-1], net.ranges["1"]
+    k = (p.clamp_min(1e-7) - out.lo) / (out.hi - out.lo) * 15
+    assert torch.allclose(k[p > 1e-6], k[p > 1e-6].round(), atol=1e-3)
+
+
+def test_lorenzen_scheme_trains_and_bad_schemes_are_refused(szt):
+    data, tr, te = szt
+    net = MLP(SZT_WIDTHS, "relu", seeds=[1000], bits=8, scheme="lorenzen", init="glorot_uniform")
+    state = fit(net, (data.x[tr], data.y[tr]), epochs=30, batch_size=256, lr=3e-3)
+    assert state.losses[-1] < state.losses[0]
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        MLP(SZT_WIDTHS, bits=8, scheme="tf")
+
+
+def test_nearest_rounding_binning_is_lorenzens_quantized_estimator():
+    # (v - min) * 2**b / (max - min), rounded: 2**b + 1 levels (papers.md section 2)
+    from ibcore.estimators import Binning
+    from ibcore.estimators.binning import bin_codes
+
+    v = torch.tensor([[0.0], [0.124], [0.126], [0.5], [1.0]])
+    assert bin_codes(v, n_bins=4, rounding="nearest").flatten().tolist() == [0, 0, 1, 2, 4]
+    assert bin_codes(v, n_bins=4).flatten().tolist() == [0, 0, 0, 2, 3]
+    t = torch.linspace(0, 1, 17)[:, None]
+    assert Binning(n_bins=16, rounding="nearest").estimate(t, torch.arange(17)).value == pytest.approx(math.log(17))
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        Binning(rounding="up").estimate(t, torch.arange(17))

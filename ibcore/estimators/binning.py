@@ -46,24 +46,36 @@ def resolve_bounds(t: torch.Tensor, bounds, name: str) -> tuple[float, float]:
     return lo, hi
 
 
-def bin_codes(t: torch.Tensor, *, n_bins=None, bin_width=None, bounds="layer", name: str = "x") -> torch.Tensor:
+ROUNDINGS = ("floor", "nearest")
+
+
+def bin_codes(t: torch.Tensor, *, n_bins=None, bin_width=None, bounds="layer", name: str = "x",
+              rounding: str = "floor") -> torch.Tensor:  # fmt: skip
     """Bin index of every entry of a 2-D float tensor (same shape, int64).
 
     Exactly one of ``n_bins`` (equal bins spanning ``bounds``; the top edge belongs to the last bin) or
-    ``bin_width`` (bins ``[lo + i w, lo + (i+1) w)`` anchored at the lower bound) must be given.
+    ``bin_width`` (bins ``[lo + i w, lo + (i+1) w)`` anchored at the lower bound) must be given. With
+    ``rounding="nearest"`` each value goes instead to the nearest of the levels ``lo + i w`` (``n_bins + 1`` levels
+    from ``lo`` to ``hi``): the quantized estimator of Lorenzen et al. (2022) with ``n_bins = 2**bits``.
     """
     if (n_bins is None) == (bin_width is None):
         raise ValueError(f"give exactly one of n_bins and bin_width, got n_bins={n_bins!r}, bin_width={bin_width!r}")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {list(ROUNDINGS)}, got {rounding!r}")
     lo, hi = resolve_bounds(t, bounds, name)
     t = t.to(torch.float64)
+    if hi == lo:  # a constant variable (bounds "layer"): one bin
+        return torch.zeros(t.shape, dtype=torch.int64, device=t.device)
     if n_bins is not None:
         n_bins = check_positive_int(n_bins, "n_bins")
+        if rounding == "nearest":
+            return torch.round((t - lo) * (n_bins / (hi - lo))).to(torch.int64)
         idx = torch.floor((t - lo) * (n_bins / (hi - lo)))
         # Only the top edge itself (t == hi) gives idx == n_bins; it belongs to the last bin.
         return idx.to(torch.int64).clamp_(max=n_bins - 1)
     if isinstance(bin_width, bool) or not isinstance(bin_width, (int, float)) or not (0 < bin_width < math.inf):
         raise ValueError(f"bin_width must be a positive finite number, got {bin_width!r}")
-    return torch.floor((t - lo) / bin_width).to(torch.int64)
+    return (torch.round if rounding == "nearest" else torch.floor)((t - lo) / bin_width).to(torch.int64)
 
 
 class _BinningParams:
@@ -71,7 +83,8 @@ class _BinningParams:
         t = as_samples(x, name, keep_integer=True, device=getattr(self, "device", None))
         if not t.is_floating_point():
             return row_codes(t)
-        return row_codes(bin_codes(t, n_bins=self.n_bins, bin_width=self.bin_width, bounds=self.bounds, name=name))
+        return row_codes(bin_codes(t, n_bins=self.n_bins, bin_width=self.bin_width, bounds=self.bounds, name=name,
+                                   rounding=self.rounding))  # fmt: skip
 
     def _defaults(self, n_bins, bin_width):
         # n_bins=30 is Shwartz-Ziv & Tishby's choice; it applies only when no bin_width is given.
@@ -88,6 +101,9 @@ class Binning(_BinningParams, MIEstimator):
             show 1e-4 to 1e-1).
         bounds: ``"layer"`` (each variable's own min and max) or a fixed pair ``(lo, hi)`` such as ``(-1, 1)`` for
             tanh. Values outside fixed bounds raise ``ValueError``; they are never clipped into the edge bins.
+        rounding: ``"floor"`` (equal bins) or ``"nearest"``: each value goes to the nearest of ``n_bins + 1``
+            evenly spaced levels from the lower to the upper bound; ``Binning(n_bins=2**bits, bounds="layer",
+            rounding="nearest")`` is the ``QuantizedEstimator(bounds="layer")`` of Lorenzen et al. (2022).
         device: Where to compute; ``None`` follows the data.
 
     Example:
@@ -101,9 +117,9 @@ class Binning(_BinningParams, MIEstimator):
     x_role = y_role = "any"
     bound = "ln min(occupied bins of x, occupied bins of y)"
 
-    def __init__(self, n_bins=None, bin_width=None, bounds="layer", device=None):
+    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
-        self.bounds = bounds
+        self.bounds, self.rounding = bounds, rounding
         self.device = device
 
     def _estimate(self, x, y, p) -> MIEstimate:
@@ -124,9 +140,9 @@ class BinnedEntropy(_BinningParams, EntropyEstimator):
 
     x_role = "any"
 
-    def __init__(self, n_bins=None, bin_width=None, bounds="layer", device=None):
+    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
-        self.bounds = bounds
+        self.bounds, self.rounding = bounds, rounding
         self.device = device
 
     def _estimate(self, x, p) -> EntropyEstimate:

@@ -47,6 +47,9 @@ class MLP(nn.Module):
             levels of [0, 1]. Each layer is then a function of the layer before it taking finitely many values.
         quantize_weights: With ``bits``, also round each weight matrix to ``2**bits - 1`` symmetric levels.
         range_decay: Moving-average decay of the running ranges.
+        scheme: With ``bits``: ``"ibcore"`` (the above) or ``"lorenzen"``, the quantizers of Lorenzen et al.'s
+            code (:mod:`ibcore.quantization`: tanh on each batch's range with float hidden weights, running ranges
+            from [-6, 6], asymmetric weights, the rounded softmax as output); ``quantize_weights`` is then ignored.
         noise_std: Noisy network (Goldfeld et al., ICML 2019): Gaussian noise of this standard deviation is added
             after every hidden activation, in training and in evaluation, while :attr:`noise` is true (the switch;
             set it to ``False`` for the noiseless network). The noise comes from the network's own generator,
@@ -75,6 +78,7 @@ class MLP(nn.Module):
         bits: int | None = None,
         quantize_weights: bool = True,
         range_decay: float = 0.999,
+        scheme: str = "ibcore",
         noise_std: float = 0.0,
         device=None,
         dtype: torch.dtype = torch.float32,
@@ -92,6 +96,7 @@ class MLP(nn.Module):
             raise ValueError("seeds must name at least one model")
         self.widths, self.activation, self.seeds, self.init = widths, activation, seeds, init
         self.bits, self.quantize_weights = check_bits(bits), bool(quantize_weights)
+        self.scheme = quantization.check_scheme(scheme)
         if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (
             math.isfinite(noise_std) and noise_std >= 0
         ):
@@ -110,9 +115,11 @@ class MLP(nn.Module):
         self.ranges = nn.ModuleDict()
         if self.bits is not None:
             n_layers = len(widths) - 1
+            start = (-6.0, 6.0) if self.scheme == "lorenzen" else None  # TensorFlow's MovingAverageQuantizer
             for i in range(n_layers):
                 if i == n_layers - 1 or activation not in _FIXED_RANGES:
-                    self.ranges[str(i)] = RunningRange(len(seeds), range_decay, device=device, dtype=dtype)
+                    self.ranges[str(i)] = RunningRange(len(seeds), range_decay, device=device, dtype=dtype,
+                                                       start=start)  # fmt: skip
         self.reset_parameters()
 
     @property
@@ -155,7 +162,12 @@ class MLP(nn.Module):
 
     def _weight(self, i: int) -> torch.Tensor:
         w = self.weights[i]
-        if self.bits is None or not self.quantize_weights:
+        if self.bits is None:
+            return w
+        if self.scheme == "lorenzen":  # float hidden weights in tanh networks; 2**bits levels of [min, max] else
+            hidden_tanh = self.activation in _FIXED_RANGES and i < len(self.weights) - 1
+            return w if hidden_tanh else quantization.quantize_weights_asymmetric(w, self.levels)
+        if not self.quantize_weights:
             return w
         return quantization.quantize_weights(w, self.levels - 1)
 
@@ -170,6 +182,9 @@ class MLP(nn.Module):
             return h
         if str(i) in self.ranges:
             return self.ranges[str(i)](h, self.levels)
+        if self.scheme == "lorenzen":  # the batch's own range, per network
+            lo, hi = torch.aminmax(h.detach().reshape(h.shape[0], -1), dim=1)
+            return fake_quantize(h, lo.view(-1, 1, 1), hi.view(-1, 1, 1), self.levels)
         return fake_quantize(h, *_FIXED_RANGES[self.activation], self.levels)
 
     def _outputs(self, x: torch.Tensor):
@@ -183,6 +198,9 @@ class MLP(nn.Module):
                 yield h
             elif self.bits is None:
                 yield z
+            elif self.scheme == "lorenzen":  # the rounded softmax; its log, as logits for the cross-entropy
+                p = self.ranges[str(i)](torch.softmax(z, dim=-1), self.levels)
+                yield torch.log(p.clamp_min(1e-7))
             else:
                 yield self.ranges[str(i)](z, self.levels)
 
@@ -222,6 +240,8 @@ class MLP(nn.Module):
     def layers(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's representation T_1 .. T_L of the inputs ``x``: hidden activations, then softmax output."""
         *hidden, logits = self._outputs(x)
+        if self.bits is not None and self.scheme == "lorenzen":
+            return hidden + [torch.exp(logits)]  # the rounded softmax itself (clamped at 1e-7, as Keras does)
         p = torch.softmax(logits, dim=-1)
         if self.bits is not None:
             p = fake_quantize(p, 0.0, 1.0, self.levels)
