@@ -1,4 +1,5 @@
-"""A Sphinx extension for the book's API page: the ``capability-table`` and ``parameter-table`` directives.
+"""A Sphinx extension for the book: the API page's ``capability-table`` and ``parameter-table`` directives, and the
+``verdict`` role with which chapters quote the scorecard.
 
 ``capability-table`` renders :func:`ibcore.estimators.capability_table` (every registered estimator's declared
 capabilities, read from its class attributes) as a table, and ``parameter-table`` their parameters and defaults,
@@ -8,6 +9,7 @@ so the page cannot drift from the registry. Enabled in ``_config.yml`` (``sphinx
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from docutils import nodes
@@ -89,7 +91,33 @@ class ParameterTable(SphinxDirective):
         return [table_node(_rows(), PARAMETER_COLUMNS, "parameter-table")]
 
 
+@functools.lru_cache(maxsize=1)
+def _verdicts() -> dict[str, dict[str, Any]]:
+    from ibcore.scorecard import SCALES, evaluate, load_claims, load_records
+
+    return {r["id"]: r for r in evaluate(load_claims(), {s: load_records(s) for s in SCALES})}
+
+
+def verdict_role(name, rawtext, text, lineno, inliner, options=None, content=()):
+    """``{verdict}`claim-id```: the scorecard's verdict of that claim, in bold, linked to its row on the scorecard
+    page. Chapters quote verdicts this way instead of typing them, so the text cannot disagree with the scorecard."""
+    rows = _verdicts()
+    if text not in rows:
+        msg = inliner.reporter.error(f"verdict: no claim {text!r} in book/scorecard.yaml (ids: {sorted(rows)})",
+                                     line=lineno)  # fmt: skip
+        return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+    row = rows[text]
+    ref = nodes.reference(rawtext, "", refuri=f"{_SCORECARD_URI}#verdict-{text}", classes=["scorecard-verdict"])
+    ref += nodes.strong(text=row["status"])
+    return [ref], []
+
+
+#: The scorecard page relative to a chapter in book/ (the notebook is rendered from notebooks/).
+_SCORECARD_URI = "../notebooks/scorecard.html"
+
+
 def setup(app) -> dict[str, Any]:
+    app.add_role("verdict", verdict_role)
     app.add_directive("capability-table", CapabilityTable)
     app.add_directive("parameter-table", ParameterTable)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

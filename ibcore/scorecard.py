@@ -1,23 +1,31 @@
-"""The reproduction scorecard: every headline claim of every reproduced paper, the paper's number or statement, ours
-at default and at paper scale, and a verdict computed from recorded numbers.
+"""The scorecard: every headline finding of the reproduced papers, and the checks of our code, with the paper's
+value, ours at the default (reduced) scale and at paper scale, and a verdict computed from recorded numbers.
 
 Claims live in ``book/scorecard.yaml``, one entry each::
 
-    - paper: Goldfeld et al. (ICML 2019)
+    - id: goldfeld-l5-compression          # how chapters cite it: {verdict}`goldfeld-l5-compression`
+      kind: finding                        # finding (a result the paper reports) or check (an identity, a bound)
+      paper: Goldfeld et al. (ICML 2019)
       claim: the last hidden layer compresses
       paper_value: L5 peaks at 4.92 nats and ends at 2.30
-      notebook: noisy_szt                 # notebooks/<name>.ipynb
-      number: noisy_szt_plain_l5_peak - noisy_szt_plain_l5_final   # a glued value, or a difference of two
-      format: ".2f"
-      reproduced: [1.0, .inf]             # the verdict is "reproduced" inside this closed range ...
-      partly: [0.3, .inf]                 # ... "partly" inside this one (optional), "not" outside both
-      source: papers.md section 3, range checks     # where the range comes from
-      reason: why a "partly" or "not" verdict is expected, shown beside it
+      paper_number: 2.62                   # optional: the paper's value as a number, for the figure
+      where: Fig. 5a                       # where the paper prints it (findings)
+      notebook: noisy_szt                  # notebooks/<name>.ipynb
+      number: noisy_szt_plain_l5_peak - noisy_szt_plain_l5_final   # glued names and constants, "a - b - ..."
+      format: ".2f"                        # null number: the finding has not been run (say why)
+      reproduced: [1.62, 3.62]             # the number reproduces the finding inside this closed range ...
+      partly: [1.0, .inf]                  # ... partly inside this one (optional), not outside both
+      source: papers.md section 3          # where the range comes from
+      why: "L4 falls to {noisy_szt_plain_l4_final:.2f} nats"   # optional; numbers only from the record
 
 Recorded numbers are the ``result.json`` files of :mod:`ibcore.batch` runs of the notebooks, copied to
 ``book/records/<scale>/<notebook>.json`` by ``python -m ibcore.scorecard record`` (``--scale paper`` runs each
 notebook with ``params/<notebook>_paper.yaml``). A record whose notebook has changed since it was made is reported
 as stale rather than silently used.
+
+The verdict says at which scale it was obtained: a finding is *reproduced* only from a paper-scale record; from the
+default record alone it *holds at reduced scale*. A check *passes* or *fails*; it is never counted as a
+reproduction. The reason shown with each verdict is generated from the record and the claim's range.
 """
 
 from __future__ import annotations
@@ -27,19 +35,30 @@ import hashlib
 import json
 import math
 import os
+import string
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-__all__ = ["load_claims", "load_records", "verdict", "evaluate", "to_markdown", "to_html", "notebook_digest", "record",
-           "drift"]
+__all__ = ["load_claims", "load_records", "verdict", "status", "evaluate", "to_markdown", "to_html", "figure",
+           "notebook_digest", "record", "drift", "machine"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CLAIM_KEYS = {"paper", "claim", "paper_value", "notebook", "number", "format", "reproduced", "partly", "source", "reason"}
-REQUIRED = {"paper", "claim", "paper_value", "notebook", "number", "reproduced", "source"}
+CLAIM_KEYS = {"id", "kind", "paper", "claim", "paper_value", "paper_number", "where", "notebook", "number", "format",
+              "reproduced", "partly", "source", "why"}
+REQUIRED = {"id", "kind", "paper", "claim", "paper_value", "notebook", "number", "reproduced", "source"}
+KINDS = ("finding", "check")
 SCALES = ("default", "paper")
+#: What a range verdict means, per kind of claim and scale.
+WORDS = {
+    ("finding", "paper"): {"reproduced": "reproduced", "partly": "partly reproduced", "not": "not reproduced"},
+    ("finding", "default"): {"reproduced": "holds at reduced scale", "partly": "partly, at reduced scale",
+                             "not": "missed at reduced scale"},
+    ("check", "paper"): {"reproduced": "passes", "partly": "partly passes", "not": "fails"},
+    ("check", "default"): {"reproduced": "passes", "partly": "partly passes", "not": "fails"},
+}  # fmt: skip
 
 
 def notebook_digest(path: str | os.PathLike) -> str:
@@ -70,6 +89,12 @@ def load_claims(root: str | os.PathLike = ROOT) -> list[dict]:
         missing, extra = sorted(REQUIRED - set(c)), sorted(set(c) - CLAIM_KEYS)
         if missing or extra:
             raise ValueError(f"{where} ({c.get('claim')!r}): missing keys {missing}, unknown keys {extra}")
+        if c["kind"] not in KINDS:
+            raise ValueError(f"{where}: kind must be one of {list(KINDS)}, got {c['kind']!r}")
+        if c["kind"] == "finding" and not c.get("where"):
+            raise ValueError(f"{where} ({c['id']!r}): a finding says where the paper prints it ('where')")
+        if c["number"] is None and not c.get("why"):
+            raise ValueError(f"{where} ({c['id']!r}): a claim without a number says why it is not run ('why')")
         _range(c["reproduced"], "reproduced", where)
         if "partly" in c:
             lo, hi = _range(c["partly"], "partly", where)
@@ -78,6 +103,9 @@ def load_claims(root: str | os.PathLike = ROOT) -> list[dict]:
                 raise ValueError(f"{where}: the partly range {c['partly']} must contain the reproduced range")
         if not (Path(root) / "notebooks" / f"{c['notebook']}.ipynb").is_file():
             raise ValueError(f"{where}: no notebook notebooks/{c['notebook']}.ipynb")
+    ids = [c["id"] for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: claim ids must be unique, repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
     return claims
 
 
@@ -107,15 +135,24 @@ def verdict(claim: dict, value) -> str:
     return "not"
 
 
+def _constant(term: str) -> float | None:
+    try:
+        return float(term)
+    except ValueError:
+        return None
+
+
 def _value(records: dict[str, dict], claim: dict):
     rec = records.get(claim["notebook"])
-    if rec is None or rec.get("status") != "ok" or rec.get("stale"):
+    if claim["number"] is None or rec is None or rec.get("status") != "ok" or rec.get("stale"):
         return None, rec
     numbers = rec.get("numbers", {})
-    terms = [t.strip() for t in claim["number"].split(" - ")]  # "a" or a difference "a - b"
+    terms = [t.strip() for t in claim["number"].split(" - ")]  # "a" or a difference "a - b", constants allowed
     values = []
     for term in terms:
-        value = numbers.get(term)
+        value = _constant(term)
+        if value is None:
+            value = numbers.get(term)
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -128,60 +165,162 @@ def _value(records: dict[str, dict], claim: dict):
 
 
 def evaluate(claims: Sequence[dict], records: dict[str, dict[str, dict]]) -> list[dict]:
-    """One row per claim: the claim and the paper's value, and for each scale in ``records``
-    (``{"default": ..., "paper": ...}`` as from :func:`load_records`) our value (``ours``), its ``verdict`` and a
-    ``note`` when there is no usable record (stale or failed)."""
+    """One row per claim: the claim's fields, and for each scale in ``records`` (``{"default": ..., "paper": ...}``
+    as from :func:`load_records`) our value (``ours``), the range ``verdict`` and a ``note`` when there is no usable
+    record (stale or failed); then the row's :func:`status` (``status``, ``scale``) and the generated ``reason``."""
     rows = []
     for c in claims:
-        row = {k: c.get(k, "") for k in ("paper", "claim", "paper_value", "source", "reason")}
-        row.update(format=c.get("format", ".3g"), ours={}, verdict={}, note={})
+        row = {k: c.get(k, "") for k in ("id", "kind", "paper", "claim", "paper_value", "where", "source", "why")}
+        row.update(format=c.get("format", ".3g"), paper_number=c.get("paper_number"), reproduced=c["reproduced"],
+                   partly=c.get("partly"), number=c["number"], ours={}, verdict={}, note={}, numbers={})  # fmt: skip
         for scale in SCALES:
             value, rec = _value(records.get(scale, {}), c)
             row["ours"][scale] = value
             row["verdict"][scale] = verdict(c, value)
-            if value is None and rec is not None:
+            if rec is not None and rec.get("status") == "ok" and not rec.get("stale"):
+                row["numbers"][scale] = rec.get("numbers", {})
+            if value is None and rec is not None and c["number"] is not None:
                 row["note"][scale] = ("stale record" if rec.get("stale") else f"run {rec.get('status')}"
                                       if rec.get("status") != "ok" else "number not recorded")  # fmt: skip
+        row["status"], row["scale"] = status(row)
+        row["reason"] = _reason(row)
         rows.append(row)
     return rows
 
 
+def status(row: dict) -> tuple[str, str | None]:
+    """The verdict a reader sees and the scale it comes from: from the paper-scale record where there is one, else
+    from the default record (a finding then only "holds at reduced scale"); "not run" for a finding without a
+    number, "not recorded" without a usable record."""
+    if row["number"] is None:
+        return "not run", None
+    for scale in ("paper", "default"):
+        v = row["verdict"][scale]
+        if v != "not recorded":
+            return WORDS[(row["kind"], scale)][v], scale
+    return "not recorded", None
+
+
+def _range_text(r) -> str:
+    lo, hi = (("−∞" if v == -math.inf else "∞" if v == math.inf else f"{v:g}") for v in r)
+    return f"[{lo}, {hi}]"
+
+
+class _Numbers(dict):
+    # format_map source: a glued number by name; a missing one shows as "?" (no usable record)
+    def __missing__(self, key):
+        return _Unknown()
+
+
+class _Unknown:
+    def __format__(self, spec):
+        return "?"
+
+
+def _why(row: dict) -> str:
+    if not row["why"]:
+        return ""
+    numbers = row["numbers"].get(row["scale"] or "default") or row["numbers"].get("default") or {}
+    return string.Formatter().vformat(row["why"], (), _Numbers({k: _numeric(v) for k, v in numbers.items()}))
+
+
+def _reason(row: dict) -> str:
+    """Generated from the record: our number at the scale of the verdict against the claim's range and source."""
+    if row["number"] is not None and row["scale"] is None:
+        notes = sorted(set(row["note"].values()))
+        return "No usable record" + (f" ({', '.join(notes)})" if notes else "") + "."
+    why = _why(row)
+    if row["scale"] is None:
+        return why[:1].upper() + why[1:] + "."
+    value = format(row["ours"][row["scale"]], row["format"])
+    text = (f"Ours: {value} at {'paper' if row['scale'] == 'paper' else 'the default (reduced)'} scale; the range "
+            f"for {'reproduced' if row['kind'] == 'finding' else 'a pass'} is {_range_text(row['reproduced'])}"
+            + (f" (partly: {_range_text(row['partly'])})" if row["partly"] else "")
+            + f", from {row['source']}.")  # fmt: skip
+    return text + (f" {why[:1].upper() + why[1:]}." if why else "")
+
+
 def _fmt(row: dict, scale: str) -> str:
     value = row["ours"][scale]
+    if row["number"] is None:
+        return "not run"
     text = "–" if value is None else format(value, row["format"])
     return text + (f" ({row['note'][scale]})" if row["note"].get(scale) else "")
 
 
 def to_markdown(rows: Sequence[dict]) -> str:
-    """The scorecard as a Markdown table; the verdict is the paper-scale one where a paper-scale record exists."""
-    lines = ["| paper | claim | the paper | ours, default scale | ours, paper scale | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for r in rows:
-        scale = "paper" if r["ours"]["paper"] is not None else "default"
-        shown = f"**{r['verdict'][scale]}**" + (" (paper scale)" if scale == "paper" else "")
-        if r["verdict"][scale] != "reproduced" and r["reason"]:
-            shown += f": {r['reason']}"
-        cells = [r["paper"], r["claim"], r["paper_value"], _fmt(r, "default"), _fmt(r, "paper"), shown]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(lines)
+    """The scorecard as Markdown: the findings, then the checks of the code, each with its verdict and reason."""
+    out = []
+    for kind, title in (("finding", "Findings of the papers"), ("check", "Checks of the code")):
+        out += [f"## {title}", "", "| paper | claim | the paper | ours, default scale | ours, paper scale | verdict |",
+                "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for r in rows:
+            if r["kind"] != kind:
+                continue
+            cells = [r["paper"], r["claim"], r["paper_value"], _fmt(r, "default"), _fmt(r, "paper"),
+                     f"**{r['status']}**: {r['reason']}"]  # fmt: skip
+            out.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
-def to_html(rows: Sequence[dict]) -> str:
-    """The scorecard as an HTML table (for the book page: its notebook outputs render Markdown without tables)."""
+def to_html(rows: Sequence[dict], kind: str = "finding") -> str:
+    """One table of the scorecard page as HTML: the rows of ``kind``, each verdict with its reason folded below it
+    (a ``<details>`` element)."""
     from html import escape
 
-    head = ("paper", "claim", "the paper", "ours, default scale", "ours, paper scale", "verdict")
-    out = ['<table class="table scorecard">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
-           "<tbody>"]  # fmt: skip
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    first = "finding" if kind == "finding" else "check"
+    head = (first, "the paper", "ours, default scale", "ours, paper scale", "verdict")
+    out = [f'<table class="table scorecard scorecard-{kind}" style="width:100%">',
+           "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>", "<tbody>"]  # fmt: skip
     for r in rows:
-        scale = "paper" if r["ours"]["paper"] is not None else "default"
-        shown = f"<b>{escape(r['verdict'][scale])}</b>" + (" (paper scale)" if scale == "paper" else "")
-        if r["verdict"][scale] != "reproduced" and r["reason"]:
-            shown += ": " + escape(r["reason"])
-        cells = [escape(str(c)) for c in (r["paper"], r["claim"], r["paper_value"], _fmt(r, "default"), _fmt(r, "paper"))]
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells + [shown]) + "</tr>")
+        if r["kind"] != kind:
+            continue
+        where = f", {escape(r['where'])}" if r["where"] else ""
+        claim = f"<b>{escape(r['paper'])}</b>{where}: {escape(r['claim'])}"
+        shown = (f'<details id="verdict-{escape(r["id"])}"><summary><b>{escape(r["status"])}</b></summary>'
+                 f"{escape(r['reason'])}</details>")  # fmt: skip
+        cells = [claim, escape(str(r["paper_value"])), escape(_fmt(r, "default")), escape(_fmt(r, "paper")), shown]
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def figure(rows: Sequence[dict]):
+    """For every finding with a number: its range (band), the paper's value (star, where it has one) and ours at both
+    scales on one axis per finding, so that a reader takes in the whole scorecard at a glance."""
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["kind"] == "finding" and r["number"] is not None]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 0.62 * len(shown) + 0.8), squeeze=False)
+    for ax, r in zip(axes[:, 0], shown):
+        values = [v for v in (r["ours"]["default"], r["ours"]["paper"], r["paper_number"]) if v is not None]
+        lo, hi = r["reproduced"]
+        finite = [v for v in (lo, hi) if math.isfinite(v)] + values
+        a, b = min(finite), max(finite)
+        pad = 0.25 * (b - a) if b > a else max(abs(a), 1.0) * 0.25
+        view = (a - pad, b + pad)
+        ax.axvspan(max(lo, view[0]), min(hi, view[1]), color="tab:green", alpha=0.18, lw=0)
+        if r["paper_number"] is not None:
+            ax.plot([r["paper_number"]], [0], "k*", ms=11, label="the paper")
+        for scale, marker, colour in (("default", "o", "tab:blue"), ("paper", "s", "tab:orange")):
+            if r["ours"][scale] is not None:
+                ax.plot([r["ours"][scale]], [0], marker, color=colour, ms=7, label=f"ours, {scale} scale")
+        ax.set(xlim=view, yticks=[])
+        ax.tick_params(axis="x", labelsize=7, pad=1)
+        ax.set_ylabel(r["id"], rotation=0, ha="right", va="center", fontsize=8)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+    handles = {}
+    for ax in axes[:, 0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    handles["reproduced range"] = plt.Rectangle((0, 0), 1, 1, color="tab:green", alpha=0.18)
+    fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (0.62 * len(shown) + 0.8)))
+    return fig
 
 
 def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.PathLike = ROOT,

@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).resolve().parent / "fixtures" / "sweep_probe.ipynb"
 
 
+_IDS = iter(range(10**6))
+
+
 def _claim(**kw):
-    return {"paper": "P", "claim": "c", "paper_value": "v", "notebook": "probe", "number": "square",
-            "reproduced": [1.0, 2.0], "source": "s", **kw}  # fmt: skip
+    return {"id": f"c{next(_IDS)}", "kind": "finding", "where": "Fig. 1", "paper": "P", "claim": "c",
+            "paper_value": "v", "notebook": "probe", "number": "square", "reproduced": [1.0, 2.0], "source": "s",
+            **kw}  # fmt: skip
 
 
 @pytest.mark.parametrize("value, partly, expected", [
@@ -47,6 +51,9 @@ def _repo(tmp_path, claims, records=None):
     (_claim(reproduced=[2.0, 1.0]), "low <= high"),
     (_claim(partly=[1.5, 3.0]), "must contain the reproduced range"),
     (_claim(notebook="nowhere"), "no notebook"),
+    (_claim(kind="idea"), "kind must be one of"),
+    (_claim(where=""), "says where the paper prints it"),
+    (_claim(number=None), "says why it is not run"),
 ])  # fmt: skip
 def test_bad_claims_are_refused(tmp_path, claim, message):
     with pytest.raises(ValueError, match=message):
@@ -56,18 +63,30 @@ def test_bad_claims_are_refused(tmp_path, claim, message):
 def test_records_give_verdicts_and_stale_or_failed_ones_are_not_used(tmp_path):
     digest = notebook_digest(PROBE)
     ok = {"status": "ok", "numbers": {"square": 1.5}, "notebook_digest": digest}
-    root = _repo(tmp_path, [_claim(), _claim(number="absent"), _claim(number="square - other")],
+    root = _repo(tmp_path, [_claim(), _claim(number="absent"), _claim(number="square - other"),
+                            _claim(number="3 - other", kind="check", why="other is {other:.2f}"),
+                            _claim(number=None, why="not run yet")],
                  {"default": {**ok, "numbers": {"square": 1.5, "other": 0.25}},
                   "paper": {**ok, "numbers": {"square": 9.0}}})  # fmt: skip
     rows = evaluate(load_claims(root), {s: load_records(s, root) for s in SCALES})
     assert rows[2]["ours"] == {"default": 1.25, "paper": None}
     assert rows[0]["ours"] == {"default": 1.5, "paper": 9.0}
     assert rows[0]["verdict"] == {"default": "reproduced", "paper": "not"}
+    # a finding's verdict comes from the paper-scale record where there is one ...
+    assert (rows[0]["status"], rows[0]["scale"]) == ("not reproduced", "paper")
+    # ... and from the default record alone it only holds at reduced scale; a check passes, never "reproduces"
+    assert (rows[2]["status"], rows[2]["scale"]) == ("holds at reduced scale", "default")
+    assert rows[3]["ours"]["default"] == 2.75 and rows[3]["status"] == "fails"
+    assert "Ours: 2.75 at the default (reduced) scale" in rows[3]["reason"] and "Other is 0.25." in rows[3]["reason"]
+    assert rows[4]["status"] == "not run" and rows[4]["reason"] == "Not run yet."
     assert rows[1]["verdict"]["default"] == "not recorded" and rows[1]["note"]["default"] == "number not recorded"
+    assert rows[1]["status"] == "not recorded" and "number not recorded" in rows[1]["reason"]
     table = to_markdown(rows)
-    assert "**not** (paper scale)" in table and "1.5" in table
-    page = to_html(rows)
-    assert page.count("<tr>") == 1 + len(rows) and "<b>not</b> (paper scale)" in page and "<b>reproduced</b>" in page
+    assert "**not reproduced**" in table and "1.5" in table and "## Checks of the code" in table
+    page = to_html(rows, "finding")
+    assert page.count("<tr>") == 1 + 4 and "<summary><b>not reproduced</b></summary>" in page
+    assert "<b>holds at reduced scale</b>" in page and "fails" not in page
+    assert "<b>fails</b>" in to_html(rows, "check")
     # the notebook changes: its records are stale and are not used
     (root / "book" / "records" / "default" / "probe.json").write_text(json.dumps({**ok, "notebook_digest": "x"}))
     row = evaluate(load_claims(root), {"default": load_records("default", root)})[0]
@@ -95,8 +114,9 @@ def test_the_committed_claims_load_and_their_numbers_are_recorded():
         assert rec is not None, f"no default-scale record for {c['notebook']} (python -m ibcore.scorecard record)"
         if rec["stale"]:
             continue  # the scorecard page shows it as stale; recording again is a separate step
-        for term in c["number"].split(" - "):
-            assert term.strip() in rec["numbers"], f"{c['notebook']} records no number {term.strip()!r}"
+        for term in (c["number"] or "").split(" - "):
+            if term.strip() and not term.strip().replace(".", "").isdigit():
+                assert term.strip() in rec["numbers"], f"{c['notebook']} records no number {term.strip()!r}"
 
 
 def _glued_notebook(path, numbers):
@@ -137,3 +157,46 @@ def test_drift_lists_every_number_that_moved_and_stale_records(tmp_path):
     (tmp_path / "notebooks" / "b.ipynb").write_text(json.dumps(nb))
     _glued_notebook(executed / "b.ipynb", {})
     assert [r["why"].split(":")[0] for r in drift(executed, root=tmp_path)] == ["stale"]
+
+
+def test_chapters_quote_the_scorecard_instead_of_restating_it():
+    # A verdict in the book's prose comes from the scorecard ({verdict}`id`), never typed: the word "reproduced"
+    # appears only on the scorecard page and in the book's title, and every role names a claim that exists.
+    import re
+
+    ids = {c["id"] for c in load_claims(ROOT)}
+    texts = {p.name: p.read_text() for p in (ROOT / "book").glob("*.md")}
+    for p in (ROOT / "notebooks").glob("*.ipynb"):
+        if p.stem != "scorecard":
+            texts[p.name] = "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
+                                      if c["cell_type"] == "markdown")  # fmt: skip
+    cited = set()
+    for name, text in texts.items():
+        roles = re.findall(r"\{verdict\}`([^`]*)`", text)
+        assert set(roles) <= ids, (name, sorted(set(roles) - ids))
+        cited |= set(roles)
+        prose = re.sub(r"\{verdict\}`[^`]*`", "", text)
+        if name == "intro.md":
+            prose = prose.split("\n", 1)[1]  # the title: "... deep networks, reproduced"
+        typed = [m.group(0) for m in re.finditer(r"(?i)\b(?:not |partly )?reproduced\b", prose)]
+        assert not typed, f"{name} types a verdict ({typed}); quote the scorecard with {{verdict}}`claim-id`"
+    findings = {c["id"] for c in load_claims(ROOT) if c["kind"] == "finding"}
+    assert findings - cited == set(), f"findings no chapter quotes: {sorted(findings - cited)}"
+
+
+def test_the_verdict_role_renders_the_scorecards_verdict(tmp_path):
+    from docutils.core import publish_doctree
+    from docutils.parsers.rst import roles
+
+    from ibcore import _sphinx
+
+    roles.register_local_role("verdict", _sphinx.verdict_role)
+    rows = _sphinx._verdicts()
+    some = next(iter(rows))
+    tree = publish_doctree(f"See :verdict:`{some}` and :verdict:`no-such-claim`.",
+                           settings_overrides={"report_level": 5})  # fmt: skip
+    text = tree.astext()
+    assert rows[some]["status"] in text
+    refs = [n for n in tree.findall() if n.tagname == "reference"]
+    assert refs and refs[0]["refuri"].endswith(f"scorecard.html#verdict-{some}")
+    assert any(n.tagname == "problematic" for n in tree.findall())  # an unknown id is an error, not blank text
