@@ -26,6 +26,7 @@ __all__ = [
     "uniform_quantization",
     "smoothed_uniform",
     "smoothed_uniform_mi",
+    "smoothed_uniform_eps",
     "student_t",
     "student_t_mi",
     "render_bumps",
@@ -141,6 +142,23 @@ def smoothed_uniform_mi(eps: float) -> float:
     return eps - math.log(2 * eps) if eps < 0.5 else 1.0 / (4 * eps)
 
 
+def smoothed_uniform_eps(mi: float) -> float:
+    """The ``eps`` at which :func:`smoothed_uniform_mi` is ``mi`` nats (> 0): 1 / (4 mi) up to mi = 1/2, else the
+    root of eps - ln(2 eps) = mi in (0, 1/2).
+
+    Example:
+        >>> round(smoothed_uniform_mi(smoothed_uniform_eps(3.0)), 12)
+        3.0
+    """
+    if not (isinstance(mi, (int, float)) and math.isfinite(mi) and mi > 0):
+        raise ValueError(f"mi must be a finite number > 0, got {mi!r}")
+    if mi <= 0.5:
+        return 1.0 / (4 * mi)
+    from scipy.optimize import brentq
+
+    return float(brentq(lambda e: e - math.log(2 * e) - mi, 1e-300, 0.5, xtol=1e-300, rtol=4 * np.finfo(float).eps))
+
+
 def smoothed_uniform(n: int, eps: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """X ~ U[0,1] and Y = X + U[-eps, eps], each ``(n, 1)``; I(X;Y) is :func:`smoothed_uniform_mi` (eps)."""
     smoothed_uniform_mi(eps)  # validates eps
@@ -239,7 +257,7 @@ def image_pair(n: int, mi: float, kind: str = "bumps", size: int = 16, *, seed: 
 
 
 # The known-MI tasks by name: vectors of ``dim`` components per side, or ``size`` x ``size`` images.
-TASKS = ("gaussian", "uniform", "student", "bumps", "rectangles")
+TASKS = ("gaussian", "uniform", "smoothed_uniform", "student", "asinh_student", "bumps", "rectangles")
 
 
 def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, seed: int):
@@ -247,7 +265,11 @@ def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, s
 
     ``"gaussian"``: :func:`correlated_gaussian`; ``"uniform"``: its marginals through the normal CDF
     (:func:`transformed_gaussian`); ``"student"``: :func:`student_t` with 3 degrees of freedom, whose true MI is
-    ``mi`` plus the shared-scale term of :func:`student_t_mi`; ``"bumps"`` and ``"rectangles"``: :func:`image_pair`.
+    ``mi`` plus the shared-scale term of :func:`student_t_mi`; ``"asinh_student"``: the same pair through arcsinh
+    (lighter tails, the same MI: the transform is monotone per coordinate); ``"smoothed_uniform"``: ``dim``
+    independent pairs X ~ U[0, 1], Y = X + U[-eps, eps] (:func:`smoothed_uniform`) sharing ``mi`` equally
+    (independent Y at ``mi = 0``); ``"bumps"`` and ``"rectangles"``: :func:`image_pair`. The vector tasks are those
+    of Butakov et al. (2024), Sec. 6.
 
     Example:
         >>> x, y, truth = sample_task("student", 10, 1.0, dim=2, seed=0)
@@ -258,9 +280,21 @@ def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, s
         x, y = transformed_gaussian(n, mi, dim, seed=seed, transform_x=task if task == "uniform" else "identity",
                                     transform_y=task if task == "uniform" else "identity")  # fmt: skip
         return x, y, float(mi)
-    if task == "student":
+    if task in ("student", "asinh_student"):
         x, y = student_t(n, mi, dim, 3, seed=seed)
+        if task == "asinh_student":
+            x, y = np.arcsinh(x), np.arcsinh(y)
         return x, y, student_t_mi(mi, 3, dim, dim)
+    if task == "smoothed_uniform":
+        n, dim = _check_n_dim(n, dim)
+        if not (math.isfinite(mi) and mi >= 0):
+            raise ValueError(f"mi must be finite and >= 0, got {mi!r}")
+        rng = np.random.default_rng(seed)
+        x = rng.random((n, dim))
+        if mi == 0:
+            return x, rng.random((n, dim)), 0.0
+        eps = smoothed_uniform_eps(mi / dim)
+        return x, x + rng.uniform(-eps, eps, (n, dim)), float(mi)
     if task in ("bumps", "rectangles"):
         x, y = image_pair(n, mi, task, size, seed=seed)
         return x, y, float(mi)

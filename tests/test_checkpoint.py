@@ -155,3 +155,18 @@ def test_killed_process_resumes_to_identical_numbers(tmp_path):
     assert out["weights"] == ref["weights"]
     assert out["metrics"] == ref["metrics"]
     assert _without_times(out["plane"]) == _without_times(ref["plane"])
+
+
+def test_learning_rate_decays_geometrically(monkeypatch):
+    d = szt_dataset()
+    rates, step = [], torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    fit(MLP(SZT_WIDTHS, "tanh", seeds=[0]), (d.x, d.y), epochs=5, batch_size=4096, lr=1e-2, lr_final=1e-4)
+    assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4])  # one step per epoch
+    with pytest.raises(ValueError, match="lr_final must be None or a positive finite number, got 0"):
+        fit(MLP(SZT_WIDTHS), (d.x, d.y), epochs=1, batch_size=512, lr=1e-3, lr_final=0)

@@ -85,3 +85,26 @@ def test_image_pair_renders_the_transformed_gaussian_latents():
         tasks.render_bumps(np.full((3, 2), 1.5))
     with pytest.raises(ValueError, match="size must be an integer >= 4"):
         tasks.render_rectangles(np.zeros((1, 4)), size=2)
+
+
+@pytest.mark.parametrize("mi", [0.01, 0.3, 0.5, 0.51, 2.0, 10.0, 40.0])
+def test_smoothed_uniform_eps_inverts_the_closed_form(mi):
+    from ibcore.tasks import smoothed_uniform_eps, smoothed_uniform_mi
+
+    assert smoothed_uniform_mi(smoothed_uniform_eps(mi)) == pytest.approx(mi, rel=1e-12)
+    with pytest.raises(ValueError, match="mi must be a finite number > 0"):
+        smoothed_uniform_eps(0.0)
+
+
+def test_the_vector_tasks_of_the_mienf_paper():
+    from ibcore.tasks import sample_task, smoothed_uniform_eps
+
+    x, y, truth = sample_task("smoothed_uniform", 2000, 3.0, dim=3, seed=1)
+    eps = smoothed_uniform_eps(1.0)  # 3 nats shared by 3 independent pairs
+    assert truth == 3.0 and x.shape == y.shape == (2000, 3)
+    assert np.all((x >= 0) & (x <= 1)) and np.abs(y - x).max() <= eps
+    x0, y0, t0 = sample_task("smoothed_uniform", 100, 0.0, dim=2, seed=1)
+    assert t0 == 0.0 and np.all((y0 >= 0) & (y0 <= 1))
+    xs, ys, ts = sample_task("student", 500, 1.0, dim=2, seed=4)
+    xa, ya, ta = sample_task("asinh_student", 500, 1.0, dim=2, seed=4)
+    assert ta == ts and np.allclose(xa, np.arcsinh(xs)) and np.allclose(ya, np.arcsinh(ys))

@@ -97,8 +97,10 @@ class TrainedEstimator(MIEstimator):
     def _train(self, model, data, objective, held: HeldOut, epochs: int, batch_size: int):
         """Train ``model`` on the training rows ``data`` (a tuple of tensors) with ``objective``, evaluating
         ``held`` after every epoch; returns the training state."""
+        # the flows may decay their rate (lr_final, Butakov et al. 2024); the critics keep it constant
         return fit(model, data, epochs=epochs, batch_size=min(batch_size, len(data[0])), lr=self.lr,
-                   objective=objective, seed=self.seed, callbacks=[held])  # fmt: skip
+                   lr_final=getattr(self, "lr_final", None), objective=objective, seed=self.seed,
+                   callbacks=[held])  # fmt: skip
 
     @staticmethod
     def _diagnostics(held: HeldOut, state, epochs: int, n_train: int, n_test: int, std) -> dict:

@@ -349,8 +349,9 @@ class _FlowEstimator(TrainedEstimator):
 
     def __init__(self, couplings: int = 6, hidden=(64, 64), bins: int = 8, image_couplings: int = 2,
                  channels: int = 16, head=None, latent=None, orthogonal: bool = True, epochs: int = 200,
-                 batch_size: int = 512, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, seed: int = 0,
-                 device=None):  # fmt: skip
+                 batch_size: int = 512, lr: float = 5e-4, lr_final=None, held_out: float = 0.2, patience: int = 30,
+                 seed: int = 0, device=None):  # fmt: skip
+        self.lr_final = lr_final
         self.couplings, self.hidden, self.bins, self.channels = couplings, hidden, bins, channels
         self.image_couplings, self.head = image_couplings, head
         self.latent, self.orthogonal, self.epochs, self.batch_size = latent, orthogonal, epochs, batch_size
@@ -480,6 +481,8 @@ class MIENF(_FlowEstimator):
         orthogonal: Whether each flow ends in a learnable orthogonal layer.
         epochs, batch_size, lr: Adam on the training rows; ``patience`` epochs without held-out likelihood
             improvement stop it early (0: never).
+        lr_final: ``None``: a constant rate; else it decays geometrically from ``lr`` to ``lr_final`` over the
+            epochs (the paper: 5e-4 to 1e-5).
         held_out: Fraction of the rows kept out of training for the reported estimate and early stopping.
         seed: Seed of the split, the initialisation and the minibatch order.
         device: Where to train (``None``: where the data are).
