@@ -21,7 +21,9 @@ skips the runs whose ``result.json`` says ``"ok"`` and redoes the rest. The run 
 parameters, so reordering the sweep file changes nothing. A notebook that declares a ``checkpoint_dir`` parameter
 is given ``<run folder>/checkpoints`` or the run's ``checkpoints`` folder (unless the run sets the parameter): its training runs are checkpointed there, a run
 redone after a kill continues from its checkpoints (:func:`ibcore.training.fit`), and the folder is deleted once
-the run has succeeded.
+the run has succeeded. A run given its own ``checkpoints`` folder (the scorecard's, which may be committed) has it
+moved into the run folder instead: deleting that run's ``result.json`` and running again then redoes the notebook's
+analysis on the finished training runs in seconds (after a change to the notebook's figures or numbers).
 
 Parameter names and types are checked against the notebook's ``parameters`` cell before anything runs.
 
@@ -233,6 +235,10 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     if "checkpoint_dir" in declared and not parameters.get("checkpoint_dir"):
         checkpoints = Path(run.checkpoints) if run.checkpoints else folder / CHECKPOINTS
         parameters["checkpoint_dir"] = str(checkpoints)
+        kept = folder / CHECKPOINTS
+        if run.checkpoints and not checkpoints.is_dir() and kept.is_dir():  # a finished run redone (see below)
+            checkpoints.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(kept), str(checkpoints))
         if checkpoints.is_dir():
             result["resumed"] = sorted(p.name for p in checkpoints.glob("*.ckpt"))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{NOTEBOOK}.", suffix=".ipynb")
@@ -257,7 +263,11 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     result["seconds"] = time.time() - started
     write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
     if checkpoints is not None and result["status"] == "ok":
-        shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the records hold everything
+        if run.checkpoints:  # out of the given folder (which may be committed) into the run's own, ignored one
+            shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
+            shutil.move(str(checkpoints), str(folder / CHECKPOINTS))
+        else:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the records hold everything
     return result
 
 

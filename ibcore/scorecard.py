@@ -331,14 +331,16 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
 
     Training is checkpointed in ``<root>/book/records/<scale>/checkpoints/<notebook>/`` (notebooks that declare
     ``checkpoint_dir``), a folder that may be committed while a long run is in progress: the same command, on this
-    machine or the next, continues from it, and it is deleted when the run has succeeded."""
+    machine or the next, continues from it; when the run has succeeded it moves to the run's work folder
+    (``results/``, not committed), from which a record made stale by an edit of the notebook is remade in seconds:
+    delete the run's ``result.json`` and record again."""
     root = Path(root)
     from ._io import write_atomic
     from .batch import Run, _run_id, check_parameters, run_sweep
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    runs, files = [], {}
+    runs, files, digests = [], {}, {}
     for name in notebooks:
         nb = root / "notebooks" / f"{name}.ipynb"
         if not nb.is_file():
@@ -353,6 +355,7 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         runs.append(Run(str(nb), params, str(root / "results" / "scorecard" / scale / name / _run_id(nb, params)),
                         checkpoints=str(root / "book" / "records" / scale / "checkpoints" / name)))  # fmt: skip
         files[name] = None if pfile is None else {"path": str(pfile.relative_to(root)), "text": pfile.read_text()}
+        digests[name] = notebook_digest(nb)  # of the version that runs: an edit during the run makes it stale
     provenance = {"commit": _commit(root), "machine": machine()}
     target = root / "book" / "records" / scale
     results = []
@@ -361,7 +364,7 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
             results.append(res)
             if res and res["status"] == "ok":
-                res = {**res, "notebook_digest": notebook_digest(run.notebook), "scale": scale, **provenance,
+                res = {**res, "notebook_digest": digests[Path(run.notebook).stem], "scale": scale, **provenance,
                        "params_file": files[Path(run.notebook).stem]}  # fmt: skip
                 write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
     return results

@@ -203,3 +203,17 @@ def test_a_killed_run_continues_from_its_checkpoints_to_the_same_numbers(tmp_pat
     assert not ckpt.parent.exists()  # deleted once the run succeeded
     for name in ("losses", "i_xt"):
         assert result["numbers"][name] == expected[name], name
+
+
+def test_a_run_with_its_own_checkpoint_folder_keeps_them_for_a_redo(tmp_path):
+    from ibcore.batch import Run, run_one
+
+    outside = tmp_path / "committed" / "probe"
+    run = Run(str(CHECKPOINT_PROBE), {"epochs": 6}, str(tmp_path / "run"), checkpoints=str(outside))
+    first = run_one(run, threads=1)
+    assert first["status"] == "ok" and not outside.exists()  # out of the (committable) folder ...
+    assert (tmp_path / "run" / "checkpoints" / "probe.ckpt").is_file()  # ... into the run's own
+    (tmp_path / "run" / "result.json").unlink()
+    again = run_one(run, threads=1)  # the notebook's analysis again, on the finished training run
+    assert again["status"] == "ok" and again["resumed"] == ["probe.ckpt"] and again["numbers"]["resumed_from"] == 6
+    assert again["numbers"]["losses"] == first["numbers"]["losses"]
