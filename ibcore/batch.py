@@ -261,6 +261,11 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     finally:
         Path(tmp).unlink(missing_ok=True)
     result["seconds"] = time.time() - started
+    # wall time over every attempt of this run that ended (a killed one cannot say; its training time survives in
+    # the checkpoints, as the notebooks' training seconds)
+    spent = folder / ".seconds"
+    result["seconds_all_attempts"] = result["seconds"] + (float(spent.read_text()) if spent.is_file() else 0.0)
+    write_atomic(spent, repr(result["seconds_all_attempts"]))
     write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
     if checkpoints is not None and result["status"] == "ok":
         if run.checkpoints:  # out of the given folder (which may be committed) into the run's own, ignored one

@@ -217,3 +217,4 @@ def test_a_run_with_its_own_checkpoint_folder_keeps_them_for_a_redo(tmp_path):
     again = run_one(run, threads=1)  # the notebook's analysis again, on the finished training run
     assert again["status"] == "ok" and again["resumed"] == ["probe.ckpt"] and again["numbers"]["resumed_from"] == 6
     assert again["numbers"]["losses"] == first["numbers"]["losses"]
+    assert again["seconds_all_attempts"] == pytest.approx(first["seconds"] + again["seconds"])
