@@ -191,8 +191,8 @@ def fit(
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
         fp = _ckpt.fingerprint(model, tensors, callbacks, epochs=epochs, batch_size=batch_size, lr=float(lr),
-                                lr_final=None if lr_final is None else float(lr_final),
-                                   optimizer=optimizer, seed=int(seed), n_after_step=len(after_step))  # fmt: skip
+                               lr_final=None if lr_final is None else float(lr_final), optimizer=optimizer,
+                               seed=int(seed), n_after_step=len(after_step))  # fmt: skip
         for cb in callbacks:
             cb.state_dict()  # a callback that cannot be checkpointed says so now, not after hours of training
 
