@@ -19,9 +19,9 @@ numbers the notebook glues into the book (``numbers``). Both are written atomica
 rename), so a killed sweep leaves finished runs complete and unfinished ones absent; running the same sweep again
 skips the runs whose ``result.json`` says ``"ok"`` and redoes the rest. The run id is a hash of the notebook and the
 parameters, so reordering the sweep file changes nothing. A notebook that declares a ``checkpoint_dir`` parameter
-is given ``<run folder>/checkpoints`` or the run's ``checkpoints`` folder (unless the run sets the parameter): its training runs are checkpointed there, a run
-redone after a kill continues from its checkpoints (:func:`ibcore.training.fit`), and the folder is deleted once
-the run has succeeded. A run given its own ``checkpoints`` folder (the scorecard's, which may be committed) has it
+is given ``<run folder>/checkpoints``, or the run's own ``checkpoints`` folder (unless the run sets the parameter):
+its training runs are checkpointed there, a run redone after a kill continues from its checkpoints
+(:func:`ibcore.training.fit`), and the folder is deleted once the run has succeeded. A run given its own ``checkpoints`` folder (the scorecard's, which may be committed) has it
 moved into the run folder instead: deleting that run's ``result.json`` and running again then redoes the notebook's
 analysis on the finished training runs in seconds (after a change to the notebook's figures or numbers).
 
@@ -81,7 +81,7 @@ class Run:
     folder: str
     kernel: str = "python3"
     checkpoints: str | None = None  # checkpoint folder, for notebooks that declare checkpoint_dir (default:
-    # <folder>/checkpoints); deleted when the run succeeds
+    # <folder>/checkpoints, deleted when the run succeeds; a given folder is moved into <folder> instead)
 
     @property
     def run_id(self) -> str:

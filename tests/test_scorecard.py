@@ -200,3 +200,22 @@ def test_the_verdict_role_renders_the_scorecards_verdict(tmp_path):
     refs = [n for n in tree.findall() if n.tagname == "reference"]
     assert refs and refs[0]["refuri"].endswith(f"scorecard.html#verdict-{some}")
     assert any(n.tagname == "problematic" for n in tree.findall())  # an unknown id is an error, not blank text
+
+
+def test_the_figure_has_one_axis_per_finding_with_a_number():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ibcore.scorecard import figure
+
+    rows = evaluate(load_claims(ROOT), {s: load_records(s, ROOT) for s in SCALES})
+    fig = figure(rows)
+    shown = [r for r in rows if r["kind"] == "finding" and r["number"] is not None]
+    assert [ax.get_ylabel() for ax in fig.axes] == [r["id"] for r in shown]
+    for ax, r in zip(fig.axes, shown):  # ours is drawn inside the axis wherever it is recorded
+        for value in (r["ours"]["default"], r["ours"]["paper"]):
+            if value is not None:
+                lo, hi = ax.get_xlim()
+                assert lo <= value <= hi, (r["id"], value)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "reproduced range" in labels and "ours, default scale" in labels
