@@ -11,6 +11,8 @@ Claims live in ``book/scorecard.yaml``, one entry each::
       paper_number: 2.62                   # optional: the paper's value as a number, for the figure
       where: Fig. 5a                       # where the paper prints it (findings)
       notebook: noisy_szt                  # notebooks/<name>.ipynb
+      paper_record: noisy_szt              # optional: which paper-scale record (params/<it>_paper.yaml; default the
+                                           # notebook's), where a notebook has several paper files
       number: noisy_szt_plain_l5_peak - noisy_szt_plain_l5_final   # glued names and constants, "a - b - ..."
       format: ".2f"                        # null number: the finding has not been run (say why)
       reproduced: [1.62, 3.62]             # the number reproduces the finding inside this closed range ...
@@ -46,8 +48,8 @@ __all__ = ["load_claims", "load_records", "verdict", "status", "evaluate", "to_m
            "notebook_digest", "record", "drift", "machine"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CLAIM_KEYS = {"id", "kind", "paper", "claim", "paper_value", "paper_number", "where", "notebook", "number", "format",
-              "reproduced", "partly", "source", "why"}
+CLAIM_KEYS = {"id", "kind", "paper", "claim", "paper_value", "paper_number", "where", "notebook", "paper_record",
+              "number", "format", "reproduced", "partly", "source", "why"}
 REQUIRED = {"id", "kind", "paper", "claim", "paper_value", "notebook", "number", "reproduced", "source"}
 KINDS = ("finding", "check")
 SCALES = ("default", "paper")
@@ -110,14 +112,15 @@ def load_claims(root: str | os.PathLike = ROOT) -> list[dict]:
 
 
 def load_records(scale: str, root: str | os.PathLike = ROOT) -> dict[str, dict]:
-    """The recorded results of one scale (``<root>/book/records/<scale>/*.json``), by notebook name, each with
-    ``stale`` set when its notebook has changed since."""
+    """The recorded results of one scale (``<root>/book/records/<scale>/*.json``), by record name (the notebook's,
+    or at paper scale the parameter file's, e.g. ``quantized_szt``), each with ``stale`` set when the notebook it ran
+    has changed since."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     out = {}
     for path in sorted((Path(root) / "book" / "records" / scale).glob("*.json")):
         rec = json.loads(path.read_text())
-        nb = Path(root) / "notebooks" / f"{path.stem}.ipynb"
+        nb = Path(root) / "notebooks" / (rec.get("notebook") or f"{path.stem}.ipynb")
         rec["stale"] = not nb.is_file() or rec.get("notebook_digest") != notebook_digest(nb)
         out[path.stem] = rec
     return out
@@ -142,8 +145,8 @@ def _constant(term: str) -> float | None:
         return None
 
 
-def _value(records: dict[str, dict], claim: dict):
-    rec = records.get(claim["notebook"])
+def _value(records: dict[str, dict], claim: dict, scale: str = "default"):
+    rec = records.get(claim.get("paper_record", claim["notebook"]) if scale == "paper" else claim["notebook"])
     if claim["number"] is None or rec is None or rec.get("status") != "ok" or rec.get("stale"):
         return None, rec
     numbers = rec.get("numbers", {})
@@ -174,7 +177,7 @@ def evaluate(claims: Sequence[dict], records: dict[str, dict[str, dict]]) -> lis
         row.update(format=c.get("format", ".3g"), paper_number=c.get("paper_number"), reproduced=c["reproduced"],
                    partly=c.get("partly"), number=c["number"], ours={}, verdict={}, note={}, numbers={})  # fmt: skip
         for scale in SCALES:
-            value, rec = _value(records.get(scale, {}), c)
+            value, rec = _value(records.get(scale, {}), c, scale)
             row["ours"][scale] = value
             row["verdict"][scale] = verdict(c, value)
             if rec is not None and rec.get("status") == "ok" and not rec.get("stale"):
@@ -342,20 +345,27 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     runs, files, digests = [], {}, {}
     for name in notebooks:
-        nb = root / "notebooks" / f"{name}.ipynb"
-        if not nb.is_file():
-            raise ValueError(f"no notebook notebooks/{name}.ipynb")
-        params, pfile = {}, None
-        if scale == "paper":
+        nb_name, params, pfile = name, {}, None
+        if scale == "paper":  # a notebook with one paper file, or a paper file's name (quantized_szt)
             pfile = root / "params" / f"{name}_paper.yaml"
             if not pfile.is_file():
-                raise ValueError(f"no paper-scale parameter file params/{name}_paper.yaml")
+                known = sorted(p.name for p in (root / "params").glob("*_paper.yaml"))
+                raise ValueError(f"no paper-scale parameter file params/{name}_paper.yaml (there are {known})")
             params = yaml.safe_load(pfile.read_text()) or {}
+            stems = [p.stem for p in (root / "notebooks").glob("*.ipynb")
+                     if name == p.stem or name.startswith(p.stem + "_")]  # fmt: skip
+            if not stems:
+                raise ValueError(f"params/{name}_paper.yaml names no notebook (notebooks/<prefix of {name!r}>.ipynb)")
+            nb_name = max(stems, key=len)
+        nb = root / "notebooks" / f"{nb_name}.ipynb"
+        if not nb.is_file():
+            raise ValueError(f"no notebook notebooks/{nb_name}.ipynb")
         check_parameters(nb, params)
         runs.append(Run(str(nb), params, str(root / "results" / "scorecard" / scale / name / _run_id(nb, params)),
                         checkpoints=str(root / "book" / "records" / scale / "checkpoints" / name)))  # fmt: skip
-        files[name] = None if pfile is None else {"path": str(pfile.relative_to(root)), "text": pfile.read_text()}
-        digests[name] = notebook_digest(nb)  # of the version that runs: an edit during the run makes it stale
+        files[run_key(runs[-1])] = None if pfile is None else {"path": str(pfile.relative_to(root)),
+                                                               "text": pfile.read_text()}  # fmt: skip
+        digests[run_key(runs[-1])] = notebook_digest(nb)  # of the version that runs: an edit makes it stale
     provenance = {"commit": _commit(root), "machine": machine()}
     target = root / "book" / "records" / scale
     results = []
@@ -364,10 +374,15 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
             results.append(res)
             if res and res["status"] == "ok":
-                res = {**res, "notebook_digest": digests[Path(run.notebook).stem], "scale": scale, **provenance,
-                       "params_file": files[Path(run.notebook).stem]}  # fmt: skip
-                write_atomic(target / f"{Path(run.notebook).stem}.json", json.dumps(res, indent=1, default=str))
+                res = {**res, "notebook_digest": digests[run_key(run)], "scale": scale, **provenance,
+                       "params_file": files[run_key(run)]}  # fmt: skip
+                write_atomic(target / f"{run_key(run)}.json", json.dumps(res, indent=1, default=str))
     return results
+
+
+def run_key(run) -> str:
+    """The record name of a scorecard run: the name of its checkpoint folder (a notebook's or a paper file's)."""
+    return Path(run.checkpoints).name
 
 
 def _commit(root: Path) -> str | None:
@@ -469,7 +484,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ibcore.scorecard", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="run notebooks and record their numbers for the scorecard")
-    rec.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook in a claim)")
+    rec.add_argument("notebooks", nargs="*", help="notebook names, or at paper scale the names of paper files "
+                     "(quantized_szt for params/quantized_szt_paper.yaml); default: every notebook in a claim")
     rec.add_argument("--scale", choices=SCALES, default="default")
     rec.add_argument("--workers", type=int)
     rec.add_argument("--threads", type=int)

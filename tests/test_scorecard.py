@@ -219,3 +219,24 @@ def test_the_figure_has_one_axis_per_finding_with_a_number():
                 assert lo <= value <= hi, (r["id"], value)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "reproduced range" in labels and "ours, default scale" in labels
+
+
+def test_a_notebook_with_several_paper_files_has_a_paper_record_per_file(tmp_path):
+    # params/quantized_szt_paper.yaml runs notebooks/quantized.ipynb into book/records/paper/quantized_szt.json, and a
+    # claim names it with paper_record
+    digest = notebook_digest(PROBE)
+    ok = {"status": "ok", "notebook": "probe.ipynb", "notebook_digest": digest}
+    root = _repo(tmp_path, [_claim(paper_record="probe_big")],
+                 {"default": {**ok, "numbers": {"square": 1.5}}})  # fmt: skip
+    (root / "book" / "records" / "paper").mkdir()
+    (root / "book" / "records" / "paper" / "probe_big.json").write_text(json.dumps({**ok, "numbers": {"square": 9}}))
+    records = {s: load_records(s, root) for s in SCALES}
+    assert not records["paper"]["probe_big"]["stale"]  # checked against notebooks/probe.ipynb, the one it ran
+    (row,) = evaluate(load_claims(root), records)
+    assert row["ours"] == {"default": 1.5, "paper": 9} and row["status"] == "not reproduced"
+    (root / "params").mkdir()
+    (root / "params" / "probe_big_paper.yaml").write_text("x: 2.0\n")
+    from ibcore.scorecard import record
+
+    with pytest.raises(ValueError, match=r"no paper-scale parameter file params/probe_small_paper.yaml"):
+        record(["probe_small"], "paper", root=root)
