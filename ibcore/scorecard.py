@@ -504,7 +504,8 @@ def main(argv=None) -> int:
         return 1 if rows else 0
     claims = load_claims()
     if args.command == "record":
-        names = args.notebooks or sorted({c["notebook"] for c in claims})
+        names = args.notebooks or sorted({c.get("paper_record", c["notebook"]) if args.scale == "paper" else
+                                          c["notebook"] for c in claims})  # fmt: skip
         results = record(names, args.scale, workers=args.workers, threads=args.threads)
         bad = [r for r in results if not r or r["status"] != "ok"]
         for r in bad:
