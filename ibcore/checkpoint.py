@@ -44,9 +44,9 @@ def load(path: str | os.PathLike) -> dict:
         out = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
         raise ValueError(f"checkpoint={str(path)!r} is not a readable ibcore checkpoint: {exc}") from None
-    if not isinstance(out, dict) or out.get("version") != VERSION:
-        raise ValueError(f"checkpoint={str(path)!r} has version {out.get('version') if isinstance(out, dict) else None!r}, "
-                         f"expected {VERSION}")  # fmt: skip
+    version = out.get("version") if isinstance(out, dict) else None
+    if version != VERSION:
+        raise ValueError(f"checkpoint={str(path)!r} has version {version!r}, expected {VERSION}")
     return out
 
 

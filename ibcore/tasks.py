@@ -159,13 +159,14 @@ def smoothed_uniform_eps(mi: float) -> float:
     return float(brentq(lambda e: e - math.log(2 * e) - mi, 1e-300, 0.5, xtol=1e-300, rtol=4 * np.finfo(float).eps))
 
 
-def smoothed_uniform(n: int, eps: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """X ~ U[0,1] and Y = X + U[-eps, eps], each ``(n, 1)``; I(X;Y) is :func:`smoothed_uniform_mi` (eps)."""
+def smoothed_uniform(n: int, eps: float, dim: int = 1, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """X ~ U[0,1]^dim and Y = X + U[-eps, eps]^dim, each ``(n, dim)``: ``dim`` independent pairs, so I(X;Y) is
+    ``dim`` times :func:`smoothed_uniform_mi` (eps)."""
     smoothed_uniform_mi(eps)  # validates eps
-    n, _ = _check_n_dim(n, 1)
+    n, dim = _check_n_dim(n, dim)
     rng = np.random.default_rng(seed)
-    x = rng.random((n, 1))
-    return x, x + rng.uniform(-eps, eps, (n, 1))
+    x = rng.random((n, dim))
+    return x, x + rng.uniform(-eps, eps, (n, dim))
 
 
 def _student_f(v: float) -> float:
@@ -289,12 +290,11 @@ def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, s
         n, dim = _check_n_dim(n, dim)
         if not (math.isfinite(mi) and mi >= 0):
             raise ValueError(f"mi must be finite and >= 0, got {mi!r}")
-        rng = np.random.default_rng(seed)
-        x = rng.random((n, dim))
         if mi == 0:
-            return x, rng.random((n, dim)), 0.0
-        eps = smoothed_uniform_eps(mi / dim)
-        return x, x + rng.uniform(-eps, eps, (n, dim)), float(mi)
+            rng = np.random.default_rng(seed)
+            return rng.random((n, dim)), rng.random((n, dim)), 0.0
+        x, y = smoothed_uniform(n, smoothed_uniform_eps(mi / dim), dim, seed=seed)
+        return x, y, float(mi)
     if task in ("bumps", "rectangles"):
         x, y = image_pair(n, mi, task, size, seed=seed)
         return x, y, float(mi)

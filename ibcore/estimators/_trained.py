@@ -84,6 +84,7 @@ class TrainedEstimator(MIEstimator):
     ``patience``, ``seed`` and ``device``."""
 
     trained = True
+    lr_final = None  # constant rate; the flows take it as a hyperparameter (a decay, Butakov et al. 2024)
 
     def _check_training(self) -> None:
         check_training(self.held_out, self.lr, self.patience)
@@ -97,10 +98,8 @@ class TrainedEstimator(MIEstimator):
     def _train(self, model, data, objective, held: HeldOut, epochs: int, batch_size: int):
         """Train ``model`` on the training rows ``data`` (a tuple of tensors) with ``objective``, evaluating
         ``held`` after every epoch; returns the training state."""
-        # the flows may decay their rate (lr_final, Butakov et al. 2024); the critics keep it constant
         return fit(model, data, epochs=epochs, batch_size=min(batch_size, len(data[0])), lr=self.lr,
-                   lr_final=getattr(self, "lr_final", None), objective=objective, seed=self.seed,
-                   callbacks=[held])  # fmt: skip
+                   lr_final=self.lr_final, objective=objective, seed=self.seed, callbacks=[held])  # fmt: skip
 
     @staticmethod
     def _diagnostics(held: HeldOut, state, epochs: int, n_train: int, n_test: int, std) -> dict:
