@@ -35,6 +35,7 @@ __all__ = [
     "TrainState",
     "Callback",
     "fit",
+    "Minibatches",
     "classification_objective",
     "log_epochs",
     "Metrics",
@@ -114,6 +115,29 @@ def _generators(model: torch.nn.Module, seed: int) -> list[torch.Generator]:
     ]
 
 
+class Minibatches:
+    """The minibatch order of :func:`fit`, for a hand-written loop that should see the same batches.
+
+    Each call of :meth:`epoch` draws a fresh permutation per stacked network (from a local generator seeded by
+    ``seed`` and the network's own seed) and yields index tensors ``(S, b)`` of ``batch_size`` rows (the last may
+    be smaller); a single network uses ``idx[0]``.
+
+    Example:
+        >>> order = Minibatches(torch.nn.Linear(2, 2), 5, batch_size=2, seed=0)
+        >>> [tuple(idx.shape) for idx in order.epoch()]
+        [(1, 2), (1, 2), (1, 1)]
+    """
+
+    def __init__(self, model: torch.nn.Module, n: int, *, batch_size: int, seed: int = 0, device=None):
+        self.n, self.batch_size, self.device = int(n), int(batch_size), device
+        self.generators = _generators(model, seed)
+
+    def epoch(self):
+        perm = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
+        for lo in range(0, self.n, self.batch_size):
+            yield perm[:, lo : lo + self.batch_size]
+
+
 def fit(
     model: torch.nn.Module,
     tensors: Sequence[torch.Tensor],
@@ -183,8 +207,9 @@ def fit(
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
 
     n_models = int(getattr(model, "n_models", 1))
-    gens = _generators(model, seed)
     device = tensors[0].device
+    order = Minibatches(model, n, batch_size=batch_size, seed=seed, device=device)
+    gens = order.generators
     state = TrainState(model=model, epoch=0, epochs=epochs)
     start = time.perf_counter()
     earlier = 0.0  # training seconds of the run before it was resumed
@@ -241,11 +266,8 @@ def fit(
                 rate = lr * (lr_final / lr) ** ((epoch - 1) / max(epochs - 1, 1))
                 for group in opt.param_groups:
                     group["lr"] = rate
-            # (S, n): an independent permutation per stacked network
-            perm = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
             total, count = 0.0, 0
-            for lo in range(0, n, batch_size):
-                idx = perm[:, lo : lo + batch_size]
+            for idx in order.epoch():  # (S, b): an independent permutation per stacked network
                 batch = [t[idx] if n_models > 1 else t[idx[0]] for t in tensors]
                 loss = objective(model, *batch)
                 opt.zero_grad(set_to_none=True)

@@ -33,7 +33,7 @@ from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
-from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, LossyMI, is_fitted
+from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, IncrementalPCA, LossyMI, is_fitted
 
 __all__ = [
     "Estimate",
@@ -68,6 +68,7 @@ __all__ = [
     "MIENF",
     "TridiagMIENF",
     "PCA",
+    "IncrementalPCA",
     "Autoencoder",
     "EntropyMI",
     "ClassMI",

@@ -98,6 +98,10 @@ class KozachenkoLeonenko(EntropyEstimator):
         2.8
     """
 
+    #: k-NN estimates degrade as O(N^(-1/d)) (../shared/research/estimators.md, failure mode 1): at the book's
+    #: N of a few thousand, beyond a few tens of dimensions a layer must be compressed first (Butakov et al. 2024)
+    max_dim = 32
+
     def __init__(self, *, k: int = 3, metric: str = "euclidean", backend: str = "auto", chunk_size=None, device=None,
                  whiten: bool = False, standardize: bool = True):  # fmt: skip
         self.standardize = standardize
@@ -322,6 +326,10 @@ class KSG(MIEstimator):
         >>> round(mi.value, 2)  # closed form: ln(2) / 2 = 0.35
         0.34
     """
+
+    #: k-NN estimates degrade as O(N^(-1/d)) (../shared/research/estimators.md, failure mode 1): at the book's
+    #: N of a few thousand, beyond a few tens of dimensions a layer must be compressed first (Butakov et al. 2024)
+    max_dim = 32
 
     def __init__(
         self, *, k: int = 3, jitter: float = 1e-10, seed: int = 0, backend: str = "auto", chunk_size=None, device=None,

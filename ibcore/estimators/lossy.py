@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from ._init import init_uniform
 from ._validation import as_samples, check_choice, check_positive_int, check_same_length, image_rows, resolve_device
 from .interface import MIEstimate, MIEstimator, make, register
 
-__all__ = ["PCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI", "is_fitted"]
+__all__ = ["PCA", "IncrementalPCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI", "is_fitted"]
 
 ENTROPIES = ("wkl", "kl")
 
@@ -80,6 +81,83 @@ class PCA:
 
     def __repr__(self) -> str:
         return f"PCA({self.n_components}, seed={self.seed})"
+
+
+class IncrementalPCA:
+    """Principal components fitted batch by batch (Ross, Lim, Lin & Yang 2008, the incremental SVD with a running
+    mean that scikit-learn's ``IncrementalPCA`` uses), in torch on the data's device: memory ``(k + batch) x d``
+    however many rows are seen, so a 50,000-unit layer of 10,000 probe images never sits in memory at once.
+
+    ``partial_fit(rows)`` takes the next batch (at least ``n_components`` rows in the first); ``fit(x)`` runs over
+    ``x`` in batches of ``batch_size``; ``transform`` as :class:`PCA` (centred, not whitened). It tracks
+    ``2 k + 10`` axes and keeps ``k``, so the leading axes agree with :class:`PCA`'s on all rows (up to sign) to
+    within the truncation error of the tail; on data of rank at most ``2 k + 10`` they are the same.
+
+    Example:
+        >>> x = torch.randn(900, 6, dtype=torch.float64) * torch.tensor([5.0, 2, 1, 1, 1, 0.1])
+        >>> a = IncrementalPCA(2, batch_size=100).fit(x).transform(x).abs()
+        >>> b = PCA(2).fit(x).transform(x).abs()
+        >>> bool(torch.allclose(a, b, atol=1e-6))
+        True
+    """
+
+    def __init__(self, n_components: int, batch_size: int = 512):
+        self.n_components, self.batch_size = n_components, batch_size
+        self.mean = self._axes = self.singular_values = None
+        self.n_seen = 0
+
+    def partial_fit(self, x) -> IncrementalPCA:
+        k = check_positive_int(self.n_components, "n_components")
+        t = as_samples(image_rows(x)[0], "x", min_samples=1).to(torch.float64)
+        if self.axes is not None and t.shape[1] != self.axes.shape[0]:
+            raise ValueError(f"x has {t.shape[1]} columns; this IncrementalPCA was fitted on {self.axes.shape[0]}")
+        if k > t.shape[1]:
+            raise ValueError(f"n_components must be at most the data's dimension {t.shape[1]}, got {k}")
+        if self.axes is None and t.shape[0] < k:
+            raise ValueError(f"the first batch needs at least n_components={k} rows, got {t.shape[0]}")
+        m, mean_b = t.shape[0], t.mean(0)
+        if self.axes is None:
+            stacked = t - mean_b
+            mean = mean_b
+        else:
+            n = self.n_seen
+            mean = (n * self.mean + m * mean_b) / (n + m)
+            correction = math.sqrt(n * m / (n + m)) * (self.mean - mean_b)
+            stacked = torch.cat([self.singular_values[:, None] * self._axes.T, t - mean_b, correction[None]])
+        _, s, vt = torch.linalg.svd(stacked, full_matrices=False)
+        keep = min(2 * k + 10, vt.shape[0])  # more axes than asked for: the truncation error stays in the tail
+        self.mean, self.n_seen = mean, self.n_seen + m
+        self._axes, self.singular_values = vt[:keep].T.contiguous(), s[:keep]
+        return self
+
+    @property
+    def axes(self) -> torch.Tensor | None:
+        """The ``n_components`` leading axes ``(d, k)`` (``None`` before fitting)."""
+        return None if self._axes is None else self._axes[:, : self.n_components]
+
+    def fit(self, x) -> IncrementalPCA:
+        b = check_positive_int(self.batch_size, "batch_size")
+        t = image_rows(x)[0]
+        self.mean = self._axes = self.singular_values = None
+        self.n_seen = 0
+        for lo in range(0, int(t.shape[0]), b):
+            self.partial_fit(t[lo : lo + b])
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.axes is not None
+
+    def transform(self, x) -> torch.Tensor:
+        if self.axes is None:
+            raise ValueError("IncrementalPCA.transform called before fit or partial_fit")
+        t = as_samples(image_rows(x)[0], "x", device=self.axes.device).to(torch.float64)
+        if t.shape[1] != self.axes.shape[0]:
+            raise ValueError(f"x has {t.shape[1]} columns; this IncrementalPCA was fitted on {self.axes.shape[0]}")
+        return (t - self.mean) @ self.axes
+
+    def __repr__(self) -> str:
+        return f"IncrementalPCA({self.n_components}, batch_size={self.batch_size})"
 
 
 def _randomized_axes(a: torch.Tensor, k: int, seed: int, oversample: int = 10, power: int = 4) -> torch.Tensor:
@@ -207,6 +285,10 @@ class Autoencoder:
 class _EntropyBased(MIEstimator):
     # MI from k-NN entropy estimates: the shared hyperparameters and their validation. Every entropy is estimated
     # after whitening its own sample (``whiten``), as Butakov et al.'s estimators do by default.
+    #: k-NN estimates degrade as O(N^(-1/d)) (../shared/research/estimators.md, failure mode 1): at the book's
+    #: N of a few thousand, beyond a few tens of dimensions a layer must be compressed first (Butakov et al. 2024)
+    max_dim = 32
+
     def __init__(self, entropy: str = "wkl", k: int = 5, whiten: bool = True, device=None):
         self.entropy, self.k, self.whiten, self.device = entropy, k, whiten, device
 
