@@ -36,8 +36,8 @@ EXECUTED = bookcache.BUILD / "executed"
 TIMES = bookcache.BUILD / "notebook-times.json"
 # Longest first, so that the two xdist workers finish together (seconds on 2 cores, from _build/notebook-times.json;
 # a notebook missing here runs after these, in collection order).
-LONGEST_FIRST = ("noisy_szt", "mienf", "szt_binning", "lossy_mnist", "quantized", "dualib", "lossy_synthetic",
-                 "infinite_ensembles", "noisy_neuron", "scorecard")
+LONGEST_FIRST = ("noisy_szt", "mienf", "resnet_plane", "szt_binning", "lossy_mnist", "quantized", "dualib",
+                 "lossy_synthetic", "infinite_ensembles", "noisy_neuron", "scorecard")
 
 
 def _is_nbval_cell(item) -> bool:

@@ -70,7 +70,9 @@ class Probe(Callback):
         every: measure every ``every`` steps (step 0 included). Neither: every call measures.
         batch_size: Probe rows per forward pass.
         mode: ``"eval"`` or ``"train"`` (dropout on; batch norm stays in evaluation) for the forward passes.
-        replicas: Noisy passes per input for sample propagation.
+        replicas: Passes per input (input-major rows), for noisy networks: sample propagation gets ``replicas``
+            centres per input, the other estimators ``replicas`` noisy rows per input (e.g. ``class-mi`` against the
+            input ids: a k-NN estimate of the same I(X;T) from samples alone). Ids and labels are repeated to match.
         model_label: The ``model`` field of the rows (e.g. the seed).
         details: Keep the whole estimates in each row.
 
@@ -105,10 +107,11 @@ class Probe(Callback):
             if (pair[0].x_role == "centres") != (pair[1].x_role == "centres"):
                 raise ValueError(f"estimators[{label!r}]: both or neither must measure centres of a noisy layer, "
                                  f"got x_role {pair[0].x_role!r} and {pair[1].x_role!r}")  # fmt: skip
-            if x_ids is None and pair[0].y_role in ("labels", "continuous"):
+            if x_ids is None and (pair[0].y_role == "continuous" or (pair[0].y_role == "labels" and replicas == 1)):
                 raise ValueError(f"estimators[{label!r}]: {pair[0].name} takes {pair[0].y_role} y, but I(X;T) "
-                                 "gives it input ids (every probe input its own symbol); give x_ids (e.g. compressed "
-                                 "inputs) or an estimator with y_role 'discrete' or 'any' for I(X;T)")  # fmt: skip
+                                 "gives it input ids (every probe input its own symbol, one row each); give x_ids "
+                                 "(e.g. compressed inputs), an estimator with y_role 'discrete' or 'any' for I(X;T), "
+                                 "or, for a noisy network, replicas > 1 noisy rows per input")  # fmt: skip
             self.estimators[label] = pair
         if not self.estimators:
             raise ValueError("estimators must name at least one estimator")
@@ -181,26 +184,38 @@ class Probe(Callback):
         for centres in sorted({a.x_role == "centres" for a, _ in self.estimators.values()}):
             self._fit(model, step, centres)
 
-    def _fit(self, model, step, centres: bool) -> None:
+    def _fit(self, model, step, centres: bool, tables: Mapping[str, torch.Tensor] | None = None) -> None:
+        # Fit a fresh copy of every layer's compressor: on ``tables`` (the pooled rows, when one pass serves both
+        # fitting and measuring), else streaming the probe set through the taps (``partial_fit`` batch by batch).
         side = "centres" if centres else "output"
         names = self._names(model, centres)
         fresh = {n: copy.deepcopy(c) for n in names if (c := self._compressor(n)) is not None}
         incremental = {n for n, c in fresh.items() if callable(getattr(c, "partial_fit", None))}
         full = {}
-        with self._taps(model, names, centres) as taps:
-            for batch in taps.batches(self._inputs(centres), self.batch_size):
-                for n, rows in batch.items():
-                    if n in incremental:
-                        fresh[n].partial_fit(rows)
-                    elif n in fresh:
-                        full.setdefault(n, []).append(rows)
+
+        def take(n, rows):
+            if n in fresh and rows.shape[1] <= getattr(fresh[n], "n_components", 0):
+                del fresh[n]  # already as narrow as the compressor's output: measured as it is
+            if n in incremental and n in fresh:
+                fresh[n].partial_fit(rows)
+            elif n in fresh:
+                full.setdefault(n, []).append(rows)
+
+        if tables is not None:
+            for n, t in tables.items():
+                take(n, t)
+        else:
+            with self._taps(model, names, centres) as taps:
+                for batch in taps.batches(self._inputs(), self.batch_size):
+                    for n, rows in batch.items():
+                        take(n, rows)
         for n, rows in full.items():
             fresh[n].fit(torch.cat(rows))
-        for n, c in fresh.items():
-            self.fitted[(n, side)] = (c, int(step))
+        for n in names:
+            self.fitted[(n, side)] = (fresh[n], int(step)) if n in fresh else (None, None)
 
-    def _inputs(self, centres: bool):
-        if not centres or self.replicas == 1:
+    def _inputs(self):
+        if self.replicas == 1:
             return self.x
         rep = lambda a: a.repeat_interleave(self.replicas, dim=0)  # noqa: E731 - input-major replicas
         return tuple(rep(a) for a in self.x) if isinstance(self.x, (tuple, list)) else rep(self.x)
@@ -219,18 +234,28 @@ class Probe(Callback):
     def _measure(self, model, step: int, centres: bool) -> list[dict]:
         side = "centres" if centres else "output"
         names = self._names(model, centres)
-        if self.compressor is not None and (self.refit == "each" or any((n, side) not in self.fitted for n in names)):
+        refit = self.compressor is not None and (
+            self.refit == "each" or any((n, side) not in self.fitted for n in names))  # fmt: skip
+        # compressors fitted on whole tables (not batch by batch) are fitted on the measuring pass's rows
+        one_pass = refit and not any(callable(getattr(self._compressor(n), "partial_fit", None)) for n in names)
+        if refit and not one_pass:
             self._fit(model, step, centres)
         modules = dict(model.named_modules())
         reduce, widths = {}, {}
         for n in names:
-            c = self.fitted.get((n, side), (None,))[0]
+            c = None if one_pass else self.fitted.get((n, side), (None,))[0]
             reduce[n] = self._reducer(n, c, widths)
         with self._taps(model, names, centres) as taps:
-            tables = taps.run(self._inputs(centres), self.batch_size, reduce=reduce)
+            tables = taps.run(self._inputs(), self.batch_size, reduce=reduce)
         for n in names:
             widths[n]["units"] = taps.widths[n]
-        r = self.replicas if centres else 1
+        if one_pass:
+            self._fit(model, step, centres, tables)
+            for n in names:
+                comp = self.fitted[(n, side)][0]
+                if comp is not None:
+                    tables[n] = comp.transform(tables[n]).to(tables[n].dtype)
+        r = self.replicas
         ids, labels = self.x_ids.repeat_interleave(r, dim=0), self.y.repeat_interleave(r, dim=0)
         out = []
         for depth, n in enumerate(names, start=1):

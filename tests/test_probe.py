@@ -207,3 +207,27 @@ def test_mean_pooled_noise_is_given_to_sample_propagation():
     assert r["i_xt"] <= math.log(24) + 1e-9  # I(X;T) <= H(X) = ln N for N equiprobable inputs
     with pytest.raises(ValueError, match="max"):
         Probe(x, y, {"sp": SamplePropagation(noise_std=0.5)}, layers="layer4.0.noise", pool="max").measure(net)
+
+
+def test_exact_mi_of_a_quantized_layer_and_a_flow_on_a_compressed_one():
+    from ibcore.estimators import MIENF, ExactMI
+    from ibcore.quantization import fake_quantize
+
+    class Quantize(nn.Module):  # a user's own 4-level quantizer of a tanh layer
+        def forward(self, v):
+            return fake_quantize(v, -1.0, 1.0, 4)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 3, generator=g)
+    y = (x.sum(1) > 1.5).long()
+    net = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), Quantize(), nn.Linear(3, 2))
+    (r,) = measure(net, x, y, {"exact": ExactMI()}, layers="2")
+    # the exact plug-in over the probe population: I(X;T) = H(T) (T a function of X), by counting the symbols
+    _, counts = torch.unique(fake_quantize(torch.tanh(net[0](x)), -1.0, 1.0, 4).detach(), dim=0, return_counts=True)
+    p = counts.double() / 300
+    assert r["i_xt"] == pytest.approx(float(-(p * p.log()).sum()), abs=1e-12)
+    assert r["i_ty"] <= math.log(2) + 1e-12
+
+    flow = MIENF(epochs=3, batch_size=128, seed=0)
+    (f,) = measure(net, x, y, {"flow": (flow, ClassMI(k=3))}, layers="1", x_ids=x[:, :2])
+    assert math.isfinite(f["i_xt"]) and f["dims"] == 3
