@@ -41,7 +41,8 @@ def run_one(setting: str, n: int, batch: int, device: str) -> dict:
         probe = Probe(x, y, pair, pool="mean", compressor=lambda: PCA(10), batch_size=batch)
     else:
         probe = Probe(x, y, pair, layers=["relu", "layer1.1.relu", "layer2.1.relu", "layer3.1.relu", "layer4.1.relu"],
-                      pool="flatten", compressor=lambda: IncrementalPCA(10, batch_size=batch), batch_size=batch)  # fmt: skip
+                      pool="flatten", compressor=lambda: IncrementalPCA(10, batch_size=batch),
+                      batch_size=batch)  # fmt: skip
     t0 = time.perf_counter()
     rows = probe.measure(net, 0)
     seconds = time.perf_counter() - t0

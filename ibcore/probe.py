@@ -19,8 +19,8 @@ Which estimator may measure what is checked against its declared capabilities be
 that is given a 20,000-unit layer says so and names the compressor to use.
 
 Sample propagation (estimators with ``x_role = "centres"``) measures the tapped layers that are additive
-:class:`~ibcore.nets.GaussianNoise` modules (all of them when ``layers`` is ``None``): their input is the centre, and ``replicas`` noisy passes per input give
-the deeper layers' centres. Mean pooling over ``s`` positions and an orthonormal projection (:class:`PCA`,
+:class:`~ibcore.nets.GaussianNoise` modules (all of them when ``layers`` is ``None``): their input is the centre,
+and ``replicas`` noisy passes per input give the deeper layers' centres. Mean pooling over ``s`` positions and an orthonormal projection (:class:`PCA`,
 :class:`IncrementalPCA`) keep additive Gaussian noise Gaussian (standard deviation ``sigma / sqrt(s)`` and
 ``sigma``), so the estimator is given the noise of the rows it measures: I(X; pooled T), which is at most I(X; T).
 """

@@ -129,7 +129,8 @@ class LayerTaps:
     """
 
     def __init__(self, model: nn.Module, layers: str | Sequence[str] | None = None, *,
-                 pool: str | int | Callable | Mapping = "flatten", capture: str = "output", mode: str = "eval"):  # fmt: skip
+                 pool: str | int | Callable | Mapping = "flatten", capture: str = "output",
+                 mode: str = "eval"):  # fmt: skip
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if capture not in ("output", "input"):

@@ -113,7 +113,8 @@ class ResNet(nn.Module):
 
     def __init__(self, blocks: Sequence[int] = (2, 2, 2, 2), widths: Sequence[int] = (64, 128, 256, 512), *,
                  in_channels: int = 3, n_classes: int = 1000, stem: str = "imagenet", noise_std: float = 0.0,
-                 relative_noise: bool = False, seed: int = 0, device=None, dtype: torch.dtype = torch.float32):  # fmt: skip
+                 relative_noise: bool = False, seed: int = 0, device=None,
+                 dtype: torch.dtype = torch.float32):  # fmt: skip
         super().__init__()
         if len(blocks) != len(widths) or not blocks or any(int(b) < 1 for b in blocks):
             raise ValueError(f"blocks and widths need one entry >= 1 per stage, got blocks={tuple(blocks)}, "
@@ -143,7 +144,8 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(inplanes, n_classes)
         # modules are named in torchvision's order (conv1, bn1, relu, maxpool, layers, avgpool, fc)
-        order = ["conv1", "bn1", "relu", "maxpool", *(f"layer{i}" for i in range(1, self.n_stages + 1)), "avgpool", "fc"]
+        stages = [f"layer{i}" for i in range(1, self.n_stages + 1)]
+        order = ["conv1", "bn1", "relu", "maxpool", *stages, "avgpool", "fc"]
         self._modules = {k: self._modules[k] for k in order}
         self._init(device, dtype)
 
