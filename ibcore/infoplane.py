@@ -48,6 +48,7 @@ def layer_information(
     *,
     shared_bounds: bool = False,
     details: bool = True,
+    uncertainty: Mapping | None = None,
 ) -> list[dict]:
     """I(X;T_l) and I(T_l;Y) of one network's layers with every estimator, as records (:func:`record`).
 
@@ -59,7 +60,10 @@ def layer_information(
         shared_bounds: For estimators with a ``bounds`` hyperparameter (binning), bin every layer between the
             minimum and maximum over all layers (the "global bounds" of Lorenzen et al. 2022, App. A) instead of the
             estimator's own setting.
+        uncertainty: ``{"ci", "resamples", "shuffles"}`` passed to every ``estimate`` (intervals and the shuffle
+            baseline, :mod:`ibcore.estimators.uncertainty`).
     """
+    kw = dict(uncertainty or {})
     out = []
     for label, est in estimators.items():
         if shared_bounds and "bounds" in est.param_names():
@@ -67,16 +71,24 @@ def layer_information(
             hi = max(float(t.max()) for t in layers)
             est = est.clone(bounds=(lo, hi))
         for i, t in enumerate(layers, start=1):
-            out.append({"layer": i, "estimator": label, **record(est.estimate(t, x), est.estimate(t, y), details)})
+            out.append({"layer": i, "estimator": label,
+                        **record(est.estimate(t, x, **kw), est.estimate(t, y, **kw), details)})  # fmt: skip
     return out
 
 
 def record(i_xt: MIEstimate, i_ty: MIEstimate, details: bool = True) -> dict:
     """The fields of an information-plane record from the two estimates: ``i_xt`` and ``i_ty`` (nats), their
-    standard errors ``i_xt_std`` and ``i_ty_std`` (``None`` where the method has none), and ``estimates``, the
+    standard errors ``i_xt_std`` and ``i_ty_std`` (``None`` where the method has none), their confidence intervals
+    ``i_xt_ci`` and ``i_ty_ci`` (``[low, high]``, only when they were estimated with ``ci``) and shuffle p-values
+    ``i_xt_shuffle_p``, ``i_ty_shuffle_p`` (only with ``shuffles``), and ``estimates``, the
     whole results (:meth:`~ibcore.estimators.Estimate.to_dict`: params, seconds, device, warnings, diagnostics),
     unless ``details`` is false (a sixth of the size: paper-scale runs keep hundreds of thousands of records)."""
     out = {"i_xt": i_xt.value, "i_ty": i_ty.value, "i_xt_std": i_xt.std, "i_ty_std": i_ty.std}
+    for key, r in (("i_xt", i_xt), ("i_ty", i_ty)):
+        if r.ci is not None:  # estimated with ci=level: the interval, and the shuffle p-value where there is one
+            out[f"{key}_ci"] = [float(r.ci[0]), float(r.ci[1])]
+        if "shuffle_p" in r.diagnostics:
+            out[f"{key}_shuffle_p"] = r.diagnostics["shuffle_p"]
     if details:
         out["estimates"] = {"i_xt": i_xt.to_dict(), "i_ty": i_ty.to_dict()}
     return out
@@ -115,6 +127,9 @@ class InformationPlane(_AtEpochs):
             representation of each layer ``(rows, width)`` and its labels, e.g. a clustering measure
             (:mod:`ibcore.clustering`) to plot beside I(X;T).
         details: Keep the whole estimates in each record (default), or only the numbers (:func:`record`).
+        ci, resamples, shuffles: Confidence intervals at level ``ci`` and the shuffle baseline in every record
+            (``i_xt_ci``, ``i_ty_ci``, ``*_shuffle_p``; :mod:`ibcore.estimators.uncertainty`); the networks are
+            then measured one at a time.
 
     Records are flat dicts (:func:`record`) with ``epoch``, ``model`` (the network's seed), ``layer`` (from 1) and
     ``estimator`` (the label).
@@ -131,8 +146,14 @@ class InformationPlane(_AtEpochs):
 
     def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False,
                  replicas: int = 1, seed: int = 0, keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
-                 measures: Mapping[str, Callable] | None = None, details: bool = True):  # fmt: skip
+                 measures: Mapping[str, Callable] | None = None, details: bool = True, ci: float | None = None,
+                 resamples: int = 20, shuffles: int = 0):  # fmt: skip
         super().__init__(epochs)
+        from .estimators.uncertainty import check_ci
+
+        check_ci(ci, resamples, shuffles)
+        self.uncertainty = {"ci": ci, "resamples": resamples, "shuffles": shuffles} if ci is not None or shuffles \
+            else None  # fmt: skip
         self.details = bool(details)
         self.x, self.y = x, y
         self.estimators = {}
@@ -215,7 +236,10 @@ class InformationPlane(_AtEpochs):
                 for label, (est_xt, est_ty) in self.estimators.items():
                     if est_xt.x_role != "centres":
                         continue
-                    if est_xt is est_ty:  # both sides from the same Monte Carlo points
+                    if self.uncertainty:
+                        a, b = (est_xt.estimate(c[s], rows_x, **self.uncertainty),
+                                est_ty.estimate(c[s], rows_y, **self.uncertainty))  # fmt: skip
+                    elif est_xt is est_ty:  # both sides from the same Monte Carlo points
                         a, b = est_xt.estimate_batch(c[s], [rows_x, rows_y])
                     else:
                         a, b = est_xt.estimate(c[s], rows_x), est_ty.estimate(c[s], rows_y)
@@ -229,13 +253,18 @@ class InformationPlane(_AtEpochs):
             if self.shared_bounds and "bounds" in est_xt.param_names():  # bounds differ per network: one at a time
                 for s, seed in enumerate(seeds):
                     rows = layer_information([t[s] for t in layers], self.x_ids, self.y, {label: est_xt},
-                                             shared_bounds=True, details=self.details)  # fmt: skip
+                                             shared_bounds=True, details=self.details,
+                                             uncertainty=self.uncertainty)  # fmt: skip
                     self.records.extend({"epoch": epoch, "model": seed, **r, **self._extra(layers[r["layer"] - 1][s],
                                                                                             self.y)} for r in rows)
                 continue
             for i, t in enumerate(layers, start=1):  # every network at once where the estimator can
-                i_xt = est_xt.estimate_batch(t, self.x_ids)
-                i_ty = est_ty.estimate_batch(t, self.y)
+                if self.uncertainty:
+                    i_xt = [est_xt.estimate(ts, self.x_ids, **self.uncertainty) for ts in t]
+                    i_ty = [est_ty.estimate(ts, self.y, **self.uncertainty) for ts in t]
+                else:
+                    i_xt = est_xt.estimate_batch(t, self.x_ids)
+                    i_ty = est_ty.estimate_batch(t, self.y)
                 self.records.extend(
                     {"epoch": epoch, "model": seed, "layer": i, "estimator": label, **record(a, b, self.details),
                      **self._extra(t[s], self.y)}

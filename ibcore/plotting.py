@@ -77,8 +77,12 @@ def information_plane(records, *, estimator: str, unit: str = "bits", ax=None, t
 
 
 def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "bits", ax=None,
-                 title: str | None = None, hline: float | None = None, hline_label: str | None = None):  # fmt: skip
-    """One quantity (``"i_xt"`` or ``"i_ty"``) per layer against the epoch (log axis), mean +- std over seeds."""
+                 title: str | None = None, hline: float | None = None, hline_label: str | None = None,
+                 intervals: bool = True):  # fmt: skip
+    """One quantity (``"i_xt"`` or ``"i_ty"``) per layer against the epoch (log axis), mean +- std over seeds (a
+    shaded band). With ``intervals`` and records that carry confidence intervals (``"i_xt_ci"``, estimated with
+    ``ci``), the mean over seeds of their ends is drawn as thin dotted lines: the estimator's own uncertainty, beside
+    the spread over networks."""
     recs = select(records, estimator=estimator)
     if not recs:
         raise ValueError(f"no records with estimator={estimator!r}")
@@ -92,6 +96,11 @@ def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "b
         x = np.maximum(ep, 1)  # epoch 0 (the initialisation) drawn at 1 on the log axis
         (line,) = ax.plot(x, m, label=f"T{l}")
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+        rows = [r for r in recs if r["layer"] == l]
+        if intervals and rows and all(r.get(f"{value}_ci") for r in rows):
+            for end in (0, 1):
+                ci = aggregate([{**r, "_ci": r[f"{value}_ci"][end]} for r in rows], "_ci", by=("epoch",))
+                ax.plot(x, np.array([ci[(e,)]["mean"] for e in ep]) * k, ":", color=line.get_color(), lw=0.8)
     if hline is not None:
         ax.axhline(hline, color="k", ls=":", lw=1, label=hline_label)
     ax.set_xscale("log")

@@ -66,8 +66,8 @@ class Probe(Callback):
             gets its own copy. Layers narrower than its components are not compressed.
         refit: ``"once"`` (fitted at the first measurement, or when :meth:`fit_compressors` is called, then kept)
             or ``"each"`` (refitted at every measurement). The table records the step each was fitted at.
-        at: Steps at which ``probe(model, step)`` measures (e.g. :func:`ibcore.training.log_epochs`), or
-        every: measure every ``every`` steps (step 0 included). Neither: every call measures.
+        at: Steps at which ``probe(model, step)`` measures (e.g. :func:`ibcore.training.log_epochs`).
+        every: Or measure every ``every`` steps (step 0 included). Neither given: every call measures.
         batch_size: Probe rows per forward pass.
         mode: ``"eval"`` or ``"train"`` (dropout on; batch norm stays in evaluation) for the forward passes.
         replicas: Passes per input (input-major rows), for noisy networks: sample propagation gets ``replicas``
@@ -75,6 +75,10 @@ class Probe(Callback):
             input ids: a k-NN estimate of the same I(X;T) from samples alone). Ids and labels are repeated to match.
         model_label: The ``model`` field of the rows (e.g. the seed).
         details: Keep the whole estimates in each row.
+        ci, resamples, shuffles: Confidence intervals at level ``ci`` (rows ``i_xt_ci``, ``i_ty_ci``) and the
+            shuffle baseline (``i_xt_shuffle_p``, ``i_ty_shuffle_p``), as ``estimate`` gives them
+            (:mod:`ibcore.estimators.uncertainty`); each interval costs ``resamples`` more estimates where the
+            estimator has no standard error of its own.
 
     Example:
         >>> from ibcore.estimators import Binning
@@ -90,7 +94,8 @@ class Probe(Callback):
     def __init__(self, x, y, estimators: Mapping, *, layers: str | Sequence[str] | None = None, x_ids=None,
                  pool="flatten", compressor=None, refit: str = "once", at: Sequence[int] | None = None,
                  every: int | None = None, batch_size: int = 512, mode: str = "eval", replicas: int = 1,
-                 model_label=0, details: bool = False):  # fmt: skip
+                 model_label=0, details: bool = False, ci: float | None = None, resamples: int = 20,
+                 shuffles: int = 0):  # fmt: skip
         self.x, self.y = x, y
         first = x[0] if isinstance(x, (tuple, list)) else x
         n = int(first.shape[0])
@@ -131,6 +136,10 @@ class Probe(Callback):
         self.at = None if at is None else {int(s) for s in at}
         self.every, self.batch_size, self.mode, self.replicas = every, batch_size, mode, replicas
         self.model_label, self.details = model_label, bool(details)
+        from .estimators.uncertainty import check_ci
+
+        check_ci(ci, resamples, shuffles)
+        self.ci, self.resamples, self.shuffles = ci, resamples, shuffles
         self.records: list[dict] = []
         self.fitted: dict[tuple[str, str], tuple[object, int]] = {}  # (module, side) -> (compressor, step fitted)
         self._checked = False
@@ -268,7 +277,10 @@ class Probe(Callback):
                 if centres:
                     est_xt, est_ty = self._with_noise(label, est_xt, modules[n], n, widths, comp), \
                         self._with_noise(label, est_ty, modules[n], n, widths, comp)  # fmt: skip
-                if est_xt is est_ty and est_xt.batched:
+                if self.ci is not None or self.shuffles:
+                    kw = {"ci": self.ci, "resamples": self.resamples, "shuffles": self.shuffles}
+                    a, b = est_xt.estimate(t, ids, **kw), est_ty.estimate(t, labels, **kw)
+                elif est_xt is est_ty and est_xt.batched:
                     a, b = est_xt.estimate_batch(t, [ids, labels])
                 else:
                     a, b = est_xt.estimate(t, ids), est_ty.estimate(t, labels)

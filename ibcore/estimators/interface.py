@@ -106,6 +106,10 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "inner": (dict, "the diagnostics of the estimator applied after compression (lossy)"),
     "compressed_dims": (list, "dimensions of each side after compression (lossy)"),
     "compressors_fitted": (list, "for each side: 'given' (fitted before), 'fitted' (a copy fitted here) or None"),
+    "subsample_values": (list, "the estimates on the half-samples of a subsampling interval"),
+    "subsample_size": (int, "rows of each half-sample"),
+    "shuffle_values": (list, "the estimates with y's rows permuted (the shuffle baseline)"),
+    "shuffle_p": (float, "permutation p-value of no dependence: (1 + #{shuffled >= value}) / (shuffles + 1)"),
 }
 
 # diagnostics keys of records written before the schema, and their names now
@@ -127,6 +131,10 @@ class Estimate:
         seconds: Wall time of the estimate (of the whole batch divided by its size for ``estimate_batch``).
         device: Where it was computed (``"cpu"``, ``"cuda:0"``).
         warnings: Reasons not to take the value at face value: saturation at the bound, no convergence.
+        ci: The confidence interval ``(low, high)`` in nats, when ``estimate(..., ci=level)`` asked for one.
+        ci_level: Its level (e.g. 0.95).
+        ci_method: How it was obtained: ``"standard error"``, ``"subsampling"`` or ``"exact"``
+            (:mod:`ibcore.estimators.uncertainty`).
     """
 
     value: float
@@ -139,6 +147,9 @@ class Estimate:
     seconds: float | None = None
     device: str | None = None
     warnings: tuple[str, ...] = ()
+    ci: tuple[float, float] | None = None
+    ci_level: float | None = None
+    ci_method: str | None = None
 
     @property
     def n(self) -> int:
@@ -176,6 +187,8 @@ class Estimate:
                 diag.setdefault(new, diag.pop(old))
         kw["diagnostics"] = diag
         kw["warnings"] = tuple(kw.get("warnings") or ())
+        if kw.get("ci") is not None:
+            kw["ci"] = tuple(float(v) for v in kw["ci"])
         kw.setdefault("n_samples", kw.pop("n", 0) if "n" in d else 0)
         kw.setdefault("estimator", "")
         return cls(**kw)
@@ -315,12 +328,26 @@ class MIEstimator(_Registered):
 
     kind: ClassVar[str] = "mi"
 
-    def estimate(self, x, y, *, p=None) -> MIEstimate:
+    def estimate(self, x, y, *, p=None, ci: float | None = None, resamples: int = 20, shuffles: int = 0,
+                 seed: int = 0) -> MIEstimate:  # fmt: skip
         """I(X;Y) in nats; ``x`` the representation side, ``y`` the other side; ``p`` the probability of each row,
-        for estimators of finite populations (``weighted``)."""
+        for estimators of finite populations (``weighted``).
+
+        ``ci``: also a confidence interval at this level (``result.ci``; ``resamples`` half-samples where the method
+        has no standard error of its own); ``shuffles``: also the estimates on that many permutations of y and
+        their p-value (``diagnostics["shuffle_p"]``); ``seed`` draws the subsamples and permutations. See
+        :mod:`ibcore.estimators.uncertainty`."""
+        from .uncertainty import check_ci, interval, shuffle_baseline
+
         self._check_p(p)
+        check_ci(ci, resamples, shuffles)
         start = time.perf_counter()
-        return self._finish(self._estimate(x, y, p), start, (x, y))
+        r = self._finish(self._estimate(x, y, p), start, (x, y))
+        if ci is not None:
+            r = interval(self, r, (x, y), p, ci, resamples, seed, lambda a, b: self._estimate(a, b, None))
+        if shuffles:
+            r = shuffle_baseline(self, r, x, y, shuffles, ci, seed, lambda a, b: self._estimate(a, b, p))
+        return r
 
     def estimate_batch(self, x, y, *, p=None) -> list[MIEstimate]:
         """One estimate per pair: each side a table, a sequence of tables or a stacked ``(S, N, d)`` array (and
@@ -345,11 +372,18 @@ class EntropyEstimator(_Registered):
     kind: ClassVar[str] = "entropy"
     y_role: ClassVar[str | None] = None
 
-    def estimate(self, x, *, p=None) -> EntropyEstimate:
-        """H(X) in nats; ``p`` the probability of each row, for estimators of finite populations."""
+    def estimate(self, x, *, p=None, ci: float | None = None, resamples: int = 20, seed: int = 0) -> EntropyEstimate:
+        """H(X) in nats; ``p`` the probability of each row, for estimators of finite populations; ``ci``,
+        ``resamples``, ``seed``: a confidence interval as :meth:`MIEstimator.estimate` gives."""
+        from .uncertainty import check_ci, interval
+
         self._check_p(p)
+        check_ci(ci, resamples, 0)
         start = time.perf_counter()
-        return self._finish(self._estimate(x, p), start, (x,))
+        r = self._finish(self._estimate(x, p), start, (x,))
+        if ci is not None:
+            r = interval(self, r, (x,), p, ci, resamples, seed, lambda a: self._estimate(a, None))
+        return r
 
     def _estimate(self, x, p) -> EntropyEstimate:  # pragma: no cover - interface
         raise NotImplementedError
