@@ -48,7 +48,7 @@ def test_coverage_on_a_closed_form_task(name, n, reps, band):
     hits = 0
     for rep in range(reps):
         x, y = correlated_gaussian(n, mi=0.5, dim=1, seed=1000 + rep)
-        r = est.make(name).estimate(x, y, ci=0.9, resamples=20, seed=rep)
+        r = est.make(name).estimate(x, y, ci=0.9, resamples=20, resample_seed=rep)
         hits += r.ci[0] <= 0.5 <= r.ci[1]
     assert band[0] <= hits / reps <= band[1], hits / reps
 
@@ -59,7 +59,7 @@ def test_shuffle_baseline_tells_dependence_from_none():
     assert dep.diagnostics["shuffle_p"] == pytest.approx(1 / 20) and not dep.warnings
     assert max(dep.diagnostics["shuffle_values"]) < dep.value
     g = np.random.default_rng(3)
-    ind = est.make("ksg").estimate(g.standard_normal((500, 1)), g.standard_normal((500, 1)), shuffles=19, seed=2)
+    ind = est.make("ksg").estimate(g.standard_normal((500, 1)), g.standard_normal((500, 1)), shuffles=19, resample_seed=2)
     assert ind.diagnostics["shuffle_p"] > 0.05
     assert any(w.startswith("not distinguishable from independence") for w in ind.warnings)
 

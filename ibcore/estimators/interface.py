@@ -329,13 +329,13 @@ class MIEstimator(_Registered):
     kind: ClassVar[str] = "mi"
 
     def estimate(self, x, y, *, p=None, ci: float | None = None, resamples: int = 20, shuffles: int = 0,
-                 seed: int = 0) -> MIEstimate:  # fmt: skip
+                 resample_seed: int = 0) -> MIEstimate:  # fmt: skip
         """I(X;Y) in nats; ``x`` the representation side, ``y`` the other side; ``p`` the probability of each row,
         for estimators of finite populations (``weighted``).
 
         ``ci``: also a confidence interval at this level (``result.ci``; ``resamples`` half-samples where the method
         has no standard error of its own); ``shuffles``: also the estimates on that many permutations of y and
-        their p-value (``diagnostics["shuffle_p"]``); ``seed`` draws the subsamples and permutations. See
+        their p-value (``diagnostics["shuffle_p"]``); ``resample_seed`` draws the subsamples and permutations. See
         :mod:`ibcore.estimators.uncertainty`."""
         from .uncertainty import check_ci, interval, shuffle_baseline
 
@@ -344,9 +344,9 @@ class MIEstimator(_Registered):
         start = time.perf_counter()
         r = self._finish(self._estimate(x, y, p), start, (x, y))
         if ci is not None:
-            r = interval(self, r, (x, y), p, ci, resamples, seed, lambda a, b: self._estimate(a, b, None))
+            r = interval(self, r, (x, y), p, ci, resamples, resample_seed, lambda a, b: self._estimate(a, b, None))
         if shuffles:
-            r = shuffle_baseline(self, r, x, y, shuffles, ci, seed, lambda a, b: self._estimate(a, b, p))
+            r = shuffle_baseline(self, r, x, y, shuffles, ci, resample_seed, lambda a, b: self._estimate(a, b, p))
         return r
 
     def estimate_batch(self, x, y, *, p=None) -> list[MIEstimate]:
@@ -372,9 +372,10 @@ class EntropyEstimator(_Registered):
     kind: ClassVar[str] = "entropy"
     y_role: ClassVar[str | None] = None
 
-    def estimate(self, x, *, p=None, ci: float | None = None, resamples: int = 20, seed: int = 0) -> EntropyEstimate:
+    def estimate(self, x, *, p=None, ci: float | None = None, resamples: int = 20,
+                 resample_seed: int = 0) -> EntropyEstimate:  # fmt: skip
         """H(X) in nats; ``p`` the probability of each row, for estimators of finite populations; ``ci``,
-        ``resamples``, ``seed``: a confidence interval as :meth:`MIEstimator.estimate` gives."""
+        ``resamples``, ``resample_seed``: a confidence interval as :meth:`MIEstimator.estimate` gives."""
         from .uncertainty import check_ci, interval
 
         self._check_p(p)
@@ -382,7 +383,7 @@ class EntropyEstimator(_Registered):
         start = time.perf_counter()
         r = self._finish(self._estimate(x, p), start, (x,))
         if ci is not None:
-            r = interval(self, r, (x,), p, ci, resamples, seed, lambda a: self._estimate(a, None))
+            r = interval(self, r, (x,), p, ci, resamples, resample_seed, lambda a: self._estimate(a, None))
         return r
 
     def _estimate(self, x, p) -> EntropyEstimate:  # pragma: no cover - interface
