@@ -121,6 +121,8 @@ def check_parameters(notebook: str | os.PathLike, parameters: dict) -> None:
                 raise ValueError(f"{Path(notebook).name}: parameter {name}={value!r}, but it is declared {kind}")
             continue
         base = kind.split("|")[0].strip()
+        if base.startswith("Optional[") and base.endswith("]"):  # a quoted "Optional[float]": papermill's parser
+            base = base[len("Optional["):-1].strip()  # reads no "float | None" annotation
         ok = _TYPES.get(base, (object,))
         if not isinstance(value, ok) or (base in ("int", "float") and isinstance(value, bool)):
             raise ValueError(f"{Path(notebook).name}: parameter {name}={value!r} is not a {kind}")

@@ -23,7 +23,9 @@ Claims live in ``book/scorecard.yaml``, one entry each::
 Recorded numbers are the ``result.json`` files of :mod:`ibcore.batch` runs of the notebooks, copied to
 ``book/records/<scale>/<notebook>.json`` by ``python -m ibcore.scorecard record`` (``--scale paper`` runs each
 notebook with ``params/<notebook>_paper.yaml``). A record whose notebook has changed since it was made is reported
-as stale rather than silently used.
+as stale rather than silently used. A paper file that runs the paper's architecture, data and schedule with fewer
+networks or seeds than the paper (a run that would take days on two CPU cores) says so in a ``# Reduced: <why>``
+header line; its record is shown as a reduced run, with that reason.
 
 The verdict says at which scale it was obtained: a finding is *reproduced* only from a paper-scale record; from the
 default record alone it *holds at reduced scale*. A check *passes* or *fails*; it is never counted as a
@@ -45,7 +47,7 @@ from pathlib import Path
 import yaml
 
 __all__ = ["load_claims", "load_records", "verdict", "status", "evaluate", "to_markdown", "to_html", "figure",
-           "notebook_digest", "record", "drift", "machine"]
+           "notebook_digest", "record", "drift", "machine", "reduced_reason"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM_KEYS = {"id", "kind", "paper", "claim", "paper_value", "paper_number", "where", "notebook", "paper_record",
@@ -64,10 +66,12 @@ WORDS = {
 
 
 def notebook_digest(path: str | os.PathLike) -> str:
-    """A digest of a notebook's code and parameters (outputs and metadata ignored): what a record was made from."""
+    """A digest of a notebook's code and parameters (outputs and metadata ignored): what a record was made from.
+    The cell papermill injects is left out, so that an executed copy has the digest of the notebook it ran."""
     nb = json.loads(Path(path).read_text())
     code = [c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            for c in nb.get("cells", []) if c.get("cell_type") == "code"]  # fmt: skip
+            for c in nb.get("cells", []) if c.get("cell_type") == "code"
+            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]  # fmt: skip
     return hashlib.sha256("\n\x00".join(code).encode()).hexdigest()[:16]
 
 
@@ -122,6 +126,7 @@ def load_records(scale: str, root: str | os.PathLike = ROOT) -> dict[str, dict]:
         rec = json.loads(path.read_text())
         nb = Path(root) / "notebooks" / (rec.get("notebook") or f"{path.stem}.ipynb")
         rec["stale"] = not nb.is_file() or rec.get("notebook_digest") != notebook_digest(nb)
+        rec["reduced"] = reduced_reason(((rec.get("params_file") or {}).get("text")) or "")
         out[path.stem] = rec
     return out
 
@@ -175,13 +180,16 @@ def evaluate(claims: Sequence[dict], records: dict[str, dict[str, dict]]) -> lis
     for c in claims:
         row = {k: c.get(k, "") for k in ("id", "kind", "paper", "claim", "paper_value", "where", "source", "why")}
         row.update(format=c.get("format", ".3g"), paper_number=c.get("paper_number"), reproduced=c["reproduced"],
-                   partly=c.get("partly"), number=c["number"], ours={}, verdict={}, note={}, numbers={})  # fmt: skip
+                   partly=c.get("partly"), number=c["number"], ours={}, verdict={}, note={}, numbers={},
+                   reduced={})  # fmt: skip
         for scale in SCALES:
             value, rec = _value(records.get(scale, {}), c, scale)
             row["ours"][scale] = value
             row["verdict"][scale] = verdict(c, value)
             if rec is not None and rec.get("status") == "ok" and not rec.get("stale"):
                 row["numbers"][scale] = rec.get("numbers", {})
+                if value is not None and rec.get("reduced"):
+                    row["reduced"][scale] = rec["reduced"]
             if value is None and rec is not None and c["number"] is not None:
                 row["note"][scale] = ("stale record" if rec.get("stale") else f"run {rec.get('status')}"
                                       if rec.get("status") != "ok" else "number not recorded")  # fmt: skip
@@ -236,7 +244,10 @@ def _reason(row: dict) -> str:
     if row["scale"] is None:
         return why[:1].upper() + why[1:] + "."
     value = format(row["ours"][row["scale"]], row["format"])
-    text = (f"Ours: {value} at {'paper' if row['scale'] == 'paper' else 'the default (reduced)'} scale; the range "
+    reduced = row["reduced"].get(row["scale"])
+    at = ("paper scale" + (f" (a reduced run: {reduced.rstrip('.')})" if reduced else "") if row["scale"] == "paper"
+          else "the default (reduced) scale")  # fmt: skip
+    text = (f"Ours: {value} at {at}; the range "
             f"for {'reproduced' if row['kind'] == 'finding' else 'a pass'} is {_range_text(row['reproduced'])}"
             + (f" (partly: {_range_text(row['partly'])})" if row["partly"] else "")
             + f", from {row['source']}.")  # fmt: skip
@@ -248,7 +259,8 @@ def _fmt(row: dict, scale: str) -> str:
     if row["number"] is None:
         return "not run"
     text = "–" if value is None else format(value, row["format"])
-    return text + (f" ({row['note'][scale]})" if row["note"].get(scale) else "")
+    note = row["note"].get(scale) or ("reduced run" if row["reduced"].get(scale) else None)
+    return text + (f" ({note})" if note else "")
 
 
 def to_markdown(rows: Sequence[dict]) -> str:
@@ -336,10 +348,10 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     ``checkpoint_dir``), a folder that may be committed while a long run is in progress: the same command, on this
     machine or the next, continues from it; when the run has succeeded it moves to the run's work folder
     (``results/``, not committed), from which a record made stale by an edit of the notebook is remade in seconds:
-    delete the run's ``result.json`` and record again."""
+    a finished run whose executed notebook is another version than the one in ``notebooks/`` runs again."""
     root = Path(root)
     from ._io import write_atomic
-    from .batch import Run, _run_id, check_parameters, run_sweep
+    from .batch import NOTEBOOK, RESULT, Run, _run_id, check_parameters, run_sweep
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -366,6 +378,10 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         files[run_key(runs[-1])] = None if pfile is None else {"path": str(pfile.relative_to(root)),
                                                                "text": pfile.read_text()}  # fmt: skip
         digests[run_key(runs[-1])] = notebook_digest(nb)  # of the version that runs: an edit makes it stale
+    for run in runs:  # a finished run of an earlier version of its notebook runs again (from its checkpoints)
+        done, executed = Path(run.folder) / RESULT, Path(run.folder) / NOTEBOOK
+        if done.is_file() and (not executed.is_file() or notebook_digest(executed) != digests[run_key(run)]):
+            done.unlink()
     provenance = {"commit": _commit(root), "machine": machine()}
     target = root / "book" / "records" / scale
     results = []
@@ -374,10 +390,27 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
             results.append(res)
             if res and res["status"] == "ok":
+                pf = files[run_key(run)]
                 res = {**res, "notebook_digest": digests[run_key(run)], "scale": scale, **provenance,
-                       "params_file": files[run_key(run)]}  # fmt: skip
+                       "reduced": pf and reduced_reason(pf["text"]), "params_file": pf}  # fmt: skip
                 write_atomic(target / f"{run_key(run)}.json", json.dumps(res, indent=1, default=str))
     return results
+
+
+def reduced_reason(text: str) -> str | None:
+    """The reason a paper-scale parameter file gives for running less than the paper (fewer networks or seeds, at
+    the paper's architecture, data and schedule): its ``# Reduced:`` comment line with the comment lines indented
+    under it, joined; None for a file that runs the paper's full scale."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("# Reduced:"):
+            words = [line[len("# Reduced:"):].strip()]
+            for more in lines[i + 1:]:
+                if not more.startswith("#  "):
+                    break
+                words.append(more[1:].strip())
+            return " ".join(words)
+    return None
 
 
 def run_key(run) -> str:

@@ -231,3 +231,19 @@ def test_sklearn_style_compressors_count_as_fitted_by_their_trailing_underscore(
             return np.asarray(x) - self.mean_
 
     assert not est.is_fitted(Foreign()) and est.is_fitted(Foreign().fit([[1.0], [2.0]]))
+
+
+def test_autoencoder_training_checkpoints_and_reads_back_a_finished_run(tmp_path):
+    # a paper-scale autoencoder trains for hours before the network it compresses for: a run stopped after it must
+    # not train it again
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain = est.Autoencoder(2, epochs=3, batch_size=16, seed=1).fit(x)
+    ckpt = tmp_path / "ae" / "autoencoder.ckpt"
+    saved = est.Autoencoder(2, epochs=3, batch_size=16, seed=1).fit(x, checkpoint=ckpt)
+    assert ckpt.is_file() and torch.equal(plain.transform(x), saved.transform(x))
+    again = est.Autoencoder(2, epochs=3, batch_size=16, seed=1)
+    torch.manual_seed(123)  # the global generator is not what trains it
+    again.fit(x, checkpoint=ckpt)
+    assert torch.equal(again.transform(x), plain.transform(x)) and again.train_losses == plain.train_losses
+    with pytest.raises(ValueError, match="checkpoint"):
+        est.Autoencoder(3, epochs=3, batch_size=16, seed=1).fit(x, checkpoint=ckpt)

@@ -5,7 +5,11 @@ A parameter file belongs to the notebook whose name is the longest prefix of the
 (``params/quantized_mnist.yaml`` -> ``notebooks/quantized.ipynb``).
 """
 
+import json
+import re
 from pathlib import Path
+
+import nbformat
 
 import papermill as pm
 import pytest
@@ -35,6 +39,32 @@ def test_parameter_file_names_only_parameters_of_its_notebook_with_their_types(p
     values = yaml.safe_load(param_file.read_text())
     assert isinstance(values, dict) and values, f"{param_file.name} holds no parameters"
     check_parameters(_notebook_for(param_file), values)  # the check the batch runner applies: ValueError on a mismatch
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_line_of_the_parameters_cell(notebook):
+    # papermill skips a line it cannot parse ('=' in the comment, a "float | None" annotation): the parameter then
+    # disappears from --help-notebook and the batch runner rejects it as unknown
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    names = re.findall(r"^(\w+)\s*:", source, re.M)
+    assert names, f"{notebook.name}: no parameters found"
+    missing = [n for n in names if n not in pm.inspect_notebook(str(notebook))]
+    assert not missing, f"{notebook.name}: papermill cannot read the parameter lines of {missing}"
+
+
+def test_optional_parameters_are_type_checked(tmp_path):
+    kernel = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernel})
+    cell = nbformat.v4.new_code_cell('min_drop: "Optional[float]" = None  # nats', metadata={"tags": ["parameters"]})
+    nb.cells = [cell]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    check_parameters(path, {"min_drop": 0.5})
+    check_parameters(path, {"min_drop": None})
+    with pytest.raises(ValueError, match="min_drop"):
+        check_parameters(path, {"min_drop": "big"})
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"the offline MNIST copy is not at {SHARED_MNIST}")

@@ -240,3 +240,43 @@ def test_a_notebook_with_several_paper_files_has_a_paper_record_per_file(tmp_pat
 
     with pytest.raises(ValueError, match=r"no paper-scale parameter file params/probe_small_paper.yaml"):
         record(["probe_small"], "paper", root=root)
+
+
+def test_a_finished_run_of_an_older_notebook_runs_again_when_recorded(tmp_path):
+    # the work folder of a run is named by notebook and parameters only: an edit of the notebook must not let its
+    # earlier execution pass as a record of the new version
+    from ibcore.scorecard import record
+
+    root = _repo(tmp_path, [_claim()])
+    (res,) = record(["probe"], "default", root=root, workers=1, threads=1)
+    assert res["status"] == "ok" and res["numbers"]["square"] == 1.0
+    nb_path = root / "notebooks" / "probe.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["cells"][2]["source"] = "".join(nb["cells"][2]["source"]).replace("float(x * x + seed)", "float(x * x + 41)")
+    nb_path.write_text(json.dumps(nb))
+    (res,) = record(["probe"], "default", root=root, workers=1, threads=1)
+    rec = load_records("default", root)["probe"]
+    assert res["numbers"]["square"] == 42.0 and rec["numbers"]["square"] == 42.0 and not rec["stale"]
+    assert notebook_digest(next((root / "results").rglob("notebook.ipynb"))) == notebook_digest(nb_path)
+
+
+def test_a_reduced_paper_file_is_shown_as_a_reduced_run(tmp_path):
+    from ibcore.scorecard import reduced_reason
+
+    header = "# Paper scale for x.\n# Reduced: 3 of the paper's 5 networks;\n#   days on two cores otherwise.\n# Cost: 1 h\n"
+    assert reduced_reason(header + "x: 1.0\n") == "3 of the paper's 5 networks; days on two cores otherwise."
+    assert reduced_reason("# Paper scale for x.\nx: 1.0\n") is None
+    ok = {"status": "ok", "notebook": "probe.ipynb", "notebook_digest": notebook_digest(PROBE)}
+    root = _repo(tmp_path, [_claim()], {"default": {**ok, "numbers": {"square": 9}},
+                                         "paper": {**ok, "numbers": {"square": 1.5},
+                                                   "params_file": {"path": "params/probe_paper.yaml",
+                                                                   "text": header + "x: 1.0\n"}}})  # fmt: skip
+    (row,) = evaluate(load_claims(root), {s: load_records(s, root) for s in SCALES})
+    assert row["status"] == "reproduced" and row["scale"] == "paper"
+    assert "a reduced run: 3 of the paper's 5 networks; days on two cores otherwise" in row["reason"]
+    assert "1.5 (reduced run)" in to_markdown([row]) and "(reduced run)" in to_html([row])
+    full = json.loads((root / "book" / "records" / "paper" / "probe.json").read_text())
+    full["params_file"]["text"] = "# Paper scale for x.\nx: 1.0\n"
+    (root / "book" / "records" / "paper" / "probe.json").write_text(json.dumps(full))
+    (row,) = evaluate(load_claims(root), {s: load_records(s, root) for s in SCALES})
+    assert "reduced" not in row["reason"] and "(reduced run)" not in to_markdown([row])

@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import copy
+import os
 import math
 
 import numpy as np
@@ -222,6 +223,10 @@ class _ConvAE(nn.Module):
         return self.decoder(self.encode(x)).reshape(x.shape[0], -1)
 
 
+def _mean_absolute_error(model, v):  # the autoencoder's loss, the paper's: mean absolute reconstruction error
+    return (model(v) - v).abs().mean()
+
+
 class Autoencoder:
     """Autoencoder compression (Butakov et al. 2024): ``fit(x)`` trains an encoder to a ``latent``-dimensional tanh
     bottleneck and a decoder back by the mean absolute reconstruction error (the paper's loss), with the project's
@@ -249,7 +254,9 @@ class Autoencoder:
         t = as_samples(x, "x", min_samples=2, device=resolve_device(self.device), float_dtype=torch.float32)
         return t, shape
 
-    def fit(self, x) -> Autoencoder:
+    def fit(self, x, *, checkpoint: str | os.PathLike | None = None) -> Autoencoder:
+        """Train on the rows of ``x``. ``checkpoint``: a file the training is saved to every two minutes and at its
+        end, and continued (or, finished, read back) from when it exists (:func:`ibcore.training.fit`)."""
         latent = check_positive_int(self.latent, "latent")
         epochs = check_positive_int(self.epochs, "epochs")
         batch = check_positive_int(self.batch_size, "batch_size")
@@ -263,7 +270,7 @@ class Autoencoder:
         init_uniform(model, torch.Generator().manual_seed(int(self.seed)), (nn.Linear, nn.Conv2d))
         model = model.to(t.device)
         state = fit(model, (t,), epochs=epochs, batch_size=min(batch, len(t)), lr=self.lr, seed=self.seed,
-                    objective=lambda m, v: (m(v) - v).abs().mean())  # fmt: skip
+                    objective=_mean_absolute_error, checkpoint=checkpoint or None)  # fmt: skip
         self.model, self.loss, self.train_losses = model.eval(), state.last_loss, list(state.losses)
         return self
 
