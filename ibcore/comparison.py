@@ -9,13 +9,17 @@ registered name), ``bound`` the estimator's ``diagnostics["bound"]`` (InfoNCE's 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import estimators as est
+from ._io import write_atomic
 from .estimators._validation import image_rows
 from .tables import group_by
 from .tasks import TASKS, sample_task
@@ -34,6 +38,7 @@ def compare(
     size: int = 16,
     records: list[dict] | None = None,
     device=None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[dict]:
     """Run every estimator on every task, MI level and seed.
 
@@ -48,6 +53,10 @@ def compare(
         records: A list to append to. Runs already in it (same task, level, estimator and seed) are skipped, so
             passing the list of an interrupted call resumes it; finished runs are appended as they finish.
         device: Moves the data there (``None``: NumPy on the CPU).
+        checkpoint: A JSON file of finished runs: read at the start (its runs are added to ``records`` and not run
+            again) and rewritten atomically after every run, so that a long comparison killed at any point loses
+            only the run in progress. Several calls may share one file and one ``records`` list. Values that are
+            not JSON (a fitted compressor among an estimator's parameters) are kept in ``result`` as their repr.
 
     Example:
         >>> r = compare({"gauss": ("gaussian", {})}, ["gaussian"], [1.0], n=2000)
@@ -70,7 +79,15 @@ def compare(
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ValueError(f"levels must be finite MI values >= 0, got {list(levels)}")
     records = [] if records is None else records
-    done = {(r["task"], r["level"], r["estimator"], r["seed"]) for r in records}
+    key = lambda r: (r["task"], r["level"], r["estimator"], r["seed"])  # noqa: E731
+    done = {key(r) for r in records}
+    if checkpoint:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_file():
+            for r in json.loads(checkpoint.read_text()):
+                if key(r) not in done:
+                    records.append(r)
+                    done.add(key(r))
     for task in tasks:
         for level in levels:
             for seed in seeds:
@@ -94,6 +111,8 @@ def compare(
                         "epochs_run": d.get("epochs_run"), "not_converged": d.get("not_converged"),
                         "bound": d.get("bound"), "warnings": list(r.warnings), "result": r.to_dict(),
                     })  # fmt: skip
+                    if checkpoint:
+                        write_atomic(checkpoint, json.dumps(records, default=repr))
     return records
 
 

@@ -42,6 +42,22 @@ def test_a_records_list_resumes_without_recomputing():
     assert len(recs) == 4 and {r["level"] for r in recs[2:]} == {1.5}
 
 
+def test_a_checkpoint_file_keeps_finished_runs_across_a_kill(tmp_path):
+    import json
+
+    ckpt = tmp_path / "runs" / "vector.json"
+    whole = compare(SPECS, ["gaussian"], [0.5, 1.5], n=500, seeds=[0, 1])
+    compare(SPECS, ["gaussian"], [0.5, 1.5], n=500, seeds=[0, 1], checkpoint=ckpt)
+    saved = json.loads(ckpt.read_text())
+    assert [(r["level"], r["seed"], r["estimator"], r["value"]) for r in saved] == \
+        [(r["level"], r["seed"], r["estimator"], r["value"]) for r in whole]
+    ckpt.write_text(json.dumps(saved[:3]))  # killed during the fourth run
+    resumed = compare(SPECS, ["gaussian"], [0.5, 1.5], n=500, seeds=[0, 1], checkpoint=ckpt)
+    assert resumed[:3] == saved[:3]  # read back, not recomputed (their timings are the stored ones)
+    assert [r["value"] for r in resumed] == [r["value"] for r in whole]  # the same numbers as one uninterrupted run
+    assert json.loads(ckpt.read_text()) == json.loads(json.dumps(resumed))
+
+
 def test_images_are_flattened_for_vector_estimators():
     recs = compare({"ksg": ("ksg", {})}, ["bumps"], [1.0], n=300, size=8)
     assert math.isfinite(recs[0]["value"])

