@@ -123,6 +123,8 @@ class InformationPlane(_AtEpochs):
             figures: ``kept[epoch][layer]`` is a tensor ``(S, rows, width)`` (layers from 1; the centres when an
             estimator of centres is measured, else the layers).
         keep_layers: The layers kept (default: all).
+        keep_replicas: Of the noisy propagations of each input in a table of centres, keep the first this many
+            (``None``: all). A paper-scale run with 100 replicas keeps a hundredth as much with 1.
         measures: More numbers per record, ``{name: fn}`` with ``fn(t, labels) -> float`` called on each network's
             representation of each layer ``(rows, width)`` and its labels, e.g. a clustering measure
             (:mod:`ibcore.clustering`) to plot beside I(X;T).
@@ -146,8 +148,8 @@ class InformationPlane(_AtEpochs):
 
     def __init__(self, x, y, estimators: Mapping[str, MIEstimator], *, epochs=None, x_ids=None, shared_bounds=False,
                  replicas: int = 1, seed: int = 0, keep: Sequence[int] = (), keep_layers: Sequence[int] | None = None,
-                 measures: Mapping[str, Callable] | None = None, details: bool = True, ci: float | None = None,
-                 resamples: int = 20, shuffles: int = 0):  # fmt: skip
+                 keep_replicas: int | None = None, measures: Mapping[str, Callable] | None = None,
+                 details: bool = True, ci: float | None = None, resamples: int = 20, shuffles: int = 0):  # fmt: skip
         super().__init__(epochs)
         from .estimators.uncertainty import check_ci
 
@@ -179,6 +181,11 @@ class InformationPlane(_AtEpochs):
         self.replicas, self.seed = replicas, seed
         self.keep = {int(e) for e in keep}
         self.keep_layers = None if keep_layers is None else {int(l) for l in keep_layers}
+        if keep_replicas is not None and (isinstance(keep_replicas, bool) or not isinstance(keep_replicas, int)
+                                          or not 1 <= keep_replicas <= replicas):  # fmt: skip
+            raise ValueError(f"keep_replicas must be None or an integer in [1, replicas={replicas}], got "
+                             f"{keep_replicas!r}")  # fmt: skip
+        self.keep_replicas = keep_replicas
         self.measures = dict(measures or {})
         clash = set(self.measures) & _FIELDS
         if clash:
@@ -221,8 +228,16 @@ class InformationPlane(_AtEpochs):
 
     def _keep(self, epoch, tables) -> None:
         if epoch in self.keep:
-            self.kept[epoch] = {l: t.detach().cpu() for l, t in enumerate(tables, start=1)
+            self.kept[epoch] = {l: self._first_replicas(t).detach().cpu() for l, t in enumerate(tables, start=1)
                                 if self.keep_layers is None or l in self.keep_layers}  # fmt: skip
+
+    def _first_replicas(self, t: torch.Tensor) -> torch.Tensor:
+        # centres are input-major (S, N * replicas, w): input i's propagations are rows i * replicas ...
+        n = self.x.shape[0]
+        if self.keep_replicas is None or t.shape[-2] != n * self.replicas or self.keep_replicas == self.replicas:
+            return t
+        return t.reshape(*t.shape[:-2], n, self.replicas, t.shape[-1])[..., : self.keep_replicas, :].reshape(
+            *t.shape[:-2], n * self.keep_replicas, t.shape[-1])  # fmt: skip
 
     def _extra(self, t, labels) -> dict:
         return {name: float(fn(t, labels)) for name, fn in self.measures.items()}
@@ -296,7 +311,7 @@ def train_and_track(model, train: tuple, estimators: Mapping, *, measure_on: tup
             started again (:func:`~ibcore.training.fit`); ``checkpoint_every`` as in ``fit``. Empty or ``None``: no
             checkpoints.
         plane: The other arguments of :class:`InformationPlane` (``x_ids``, ``shared_bounds``, ``replicas``,
-            ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``measures``, ``details``).
+            ``seed`` as ``plane_seed``, ``keep``, ``keep_layers``, ``keep_replicas``, ``measures``, ``details``).
 
     Returns:
         A dict: ``"plane"`` (records), ``"metrics"`` (records), ``"kept"`` (the representations kept),

@@ -117,6 +117,15 @@ def test_information_plane_of_a_noisy_net_records_every_hidden_layer_and_checks_
     with torch.no_grad():
         last.on_epoch_end(state)
     assert list(last.kept[3]) == [5] and last.kept[3][5].shape == (2, 96, 3)
+    # the first propagation of each input only: rows 0, 3, 6, ... of the centres (input-major); layer 1 whole
+    first = InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05, n_mc=500)}, replicas=3, keep=[3],
+                             keep_replicas=1)
+    with torch.no_grad():
+        first.on_epoch_end(state)
+    assert torch.equal(first.kept[3][5], last.kept[3][5][:, ::3]) and first.kept[3][1].shape == (2, 32, 10)
+    for bad in (0, 4, True, 1.0):
+        with pytest.raises(ValueError, match="keep_replicas"):
+            InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05)}, replicas=3, keep_replicas=bad)
 
 
 def test_one_plane_measures_sp_and_binning_side_by_side_as_separate_calls_do():

@@ -41,6 +41,15 @@ def test_parameter_file_names_only_parameters_of_its_notebook_with_their_types(p
     check_parameters(_notebook_for(param_file), values)  # the check the batch runner applies: ValueError on a mismatch
 
 
+@pytest.mark.parametrize("param_file", [p for p in PARAM_FILES if p.stem.endswith("_paper")], ids=lambda p: p.name)
+def test_every_paper_file_states_its_cost_on_this_machine(param_file):
+    # issue 19: each paper-scale file says in its header what it costs on 2 CPU cores (measured, or estimated and
+    # said so), so that nobody starts a week-long run by accident
+    header = [line for line in param_file.read_text().splitlines() if line.startswith("#")]
+    assert any(line.startswith("# Cost") and "2 CPU cores" in line for line in header), \
+        f"{param_file.name}: no '# Cost ... 2 CPU cores ...' line in its header"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_reads_every_line_of_the_parameters_cell(notebook):
     # papermill skips a line it cannot parse ('=' in the comment, a "float | None" annotation): the parameter then

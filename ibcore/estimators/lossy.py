@@ -18,8 +18,8 @@ References:
 from __future__ import annotations
 
 import copy
-import os
 import math
+import os
 
 import numpy as np
 import torch
