@@ -236,8 +236,9 @@ class InformationPlane(_AtEpochs):
         n = self.x.shape[0]
         if self.keep_replicas is None or t.shape[-2] != n * self.replicas or self.keep_replicas == self.replicas:
             return t
-        return t.reshape(*t.shape[:-2], n, self.replicas, t.shape[-1])[..., : self.keep_replicas, :].reshape(
-            *t.shape[:-2], n * self.keep_replicas, t.shape[-1])  # fmt: skip
+        first = t.reshape(*t.shape[:-2], n, self.replicas, t.shape[-1])[..., : self.keep_replicas, :]
+        # a copy: a view would keep (and a checkpoint would save) the storage of every replica
+        return first.reshape(*t.shape[:-2], n * self.keep_replicas, t.shape[-1]).clone()
 
     def _extra(self, t, labels) -> dict:
         return {name: float(fn(t, labels)) for name, fn in self.measures.items()}

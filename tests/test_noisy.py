@@ -123,6 +123,8 @@ def test_information_plane_of_a_noisy_net_records_every_hidden_layer_and_checks_
     with torch.no_grad():
         first.on_epoch_end(state)
     assert torch.equal(first.kept[3][5], last.kept[3][5][:, ::3]) and first.kept[3][1].shape == (2, 32, 10)
+    kept5 = first.kept[3][5]
+    assert kept5.untyped_storage().nbytes() == kept5.numel() * kept5.element_size()  # not a view of every replica
     for bad in (0, 4, True, 1.0):
         with pytest.raises(ValueError, match="keep_replicas"):
             InformationPlane(x, y, {"sp": SamplePropagation(noise_std=0.05)}, replicas=3, keep_replicas=bad)
