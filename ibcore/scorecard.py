@@ -390,9 +390,8 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
             results.append(res)
             if res and res["status"] == "ok":
-                pf = files[run_key(run)]
                 res = {**res, "notebook_digest": digests[run_key(run)], "scale": scale, **provenance,
-                       "reduced": pf and reduced_reason(pf["text"]), "params_file": pf}  # fmt: skip
+                       "params_file": files[run_key(run)]}  # fmt: skip
                 write_atomic(target / f"{run_key(run)}.json", json.dumps(res, indent=1, default=str))
     return results
 
