@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ibcore import checkpoint
+from ibcore.scorecard import paper_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="training runs the notebook makes one after another")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     args = parser.parse_args(argv)
-    name = args.params.stem.removesuffix("_paper")
-    notebook = ROOT / "notebooks" / f"{name}.ipynb"
+    notebook = paper_notebook(args.params.stem.removesuffix("_paper"), ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         ck = Path(tmp) / "ck"
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}

@@ -115,6 +115,16 @@ def load_claims(root: str | os.PathLike = ROOT) -> list[dict]:
     return claims
 
 
+def paper_notebook(name: str, root: str | os.PathLike = ROOT) -> Path:
+    """The notebook a paper file ``params/<name>_paper.yaml`` runs: ``notebooks/<name>.ipynb``, else the notebook whose
+    name is the longest prefix of ``name`` followed by ``_`` (``quantized_szt`` runs ``quantized.ipynb``)."""
+    stems = [p.stem for p in (Path(root) / "notebooks").glob("*.ipynb")
+             if name == p.stem or name.startswith(p.stem + "_")]  # fmt: skip
+    if not stems:
+        raise ValueError(f"params/{name}_paper.yaml names no notebook (notebooks/<prefix of {name!r}>.ipynb)")
+    return Path(root) / "notebooks" / f"{max(stems, key=len)}.ipynb"
+
+
 def load_records(scale: str, root: str | os.PathLike = ROOT) -> dict[str, dict]:
     """The recorded results of one scale (``<root>/book/records/<scale>/*.json``), by record name (the notebook's,
     or at paper scale the parameter file's, e.g. ``quantized_szt``), each with ``stale`` set when the notebook it ran
@@ -364,11 +374,7 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
                 known = sorted(p.name for p in (root / "params").glob("*_paper.yaml"))
                 raise ValueError(f"no paper-scale parameter file params/{name}_paper.yaml (there are {known})")
             params = yaml.safe_load(pfile.read_text()) or {}
-            stems = [p.stem for p in (root / "notebooks").glob("*.ipynb")
-                     if name == p.stem or name.startswith(p.stem + "_")]  # fmt: skip
-            if not stems:
-                raise ValueError(f"params/{name}_paper.yaml names no notebook (notebooks/<prefix of {name!r}>.ipynb)")
-            nb_name = max(stems, key=len)
+            nb_name = paper_notebook(name, root).stem
         nb = root / "notebooks" / f"{nb_name}.ipynb"
         if not nb.is_file():
             raise ValueError(f"no notebook notebooks/{nb_name}.ipynb")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -34,6 +35,9 @@ __all__ = [
     "image_pair",
     "TASKS",
     "sample_task",
+    "SuiteTask",
+    "SUITE",
+    "suite_task",
 ]
 
 
@@ -299,6 +303,150 @@ def sample_task(task: str, n: int, mi: float, *, dim: int = 2, size: int = 16, s
         x, y = image_pair(n, mi, task, size, seed=seed)
         return x, y, float(mi)
     raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark suite: forty tasks in thirteen families, every one with a closed-form MI (the "which estimator"
+# chapter and benchmarks/bench_suite.py). In the spirit of Czyz et al. (2023): Gaussians seen through invertible
+# maps of each side, heavy tails, nonlinear embeddings and additive noise, from 1 to 50 dimensions per side.
+
+
+def gaussian_pair(n: int, mi: float, dim_x: int, dim_y: int, *, active: int | None = None, mix: bool = False,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Jointly Gaussian ``(x, y)`` of ``dim_x`` and ``dim_y`` standard normal components, ``mi`` nats shared evenly
+    by the first ``active`` pairs (default ``min(dim_x, dim_y)``; the other components are independent). With ``mix``
+    each side is rotated by its own random orthogonal matrix (every component then depends on every other: "dense")."""
+    n, dim_x = _check_n_dim(n, dim_x)
+    _, dim_y = _check_n_dim(n, dim_y)
+    active = min(dim_x, dim_y) if active is None else active
+    if isinstance(active, bool) or not isinstance(active, (int, np.integer)) or not 1 <= active <= min(dim_x, dim_y):
+        raise ValueError(f"active must be an integer in [1, min(dim_x, dim_y) = {min(dim_x, dim_y)}], got {active!r}")
+    if not (isinstance(mi, (int, float)) and math.isfinite(mi) and mi >= 0):
+        raise ValueError(f"mi must be a finite number >= 0, got {mi!r}")
+    rho = gaussian_rho(mi / active)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim_x))
+    y = rng.standard_normal((n, dim_y))
+    y[:, :active] = rho * x[:, :active] + math.sqrt(1.0 - rho**2) * y[:, :active]
+    if mix:
+        x = x @ random_orthogonal(dim_x, rng)
+        y = y @ random_orthogonal(dim_y, rng)
+    return x, y
+
+
+def _half_cube(v):
+    return np.sign(v) * np.abs(v) ** 1.5
+
+
+def _bimodal(v):
+    # strictly increasing (slope >= 1), flattest density at 0: the marginal has two modes near +-3
+    return v + 3.0 * np.tanh(3.0 * v)
+
+
+def _wiggly(v):
+    # strictly increasing: slope 1 + 0.9 cos(3 v) >= 0.1
+    return v + 0.3 * np.sin(3.0 * v)
+
+
+def _spiral(x, speed: float = 0.5):
+    # rotation of the first two coordinates by an angle growing with |x|^2; |x| is kept, so it is inverted by
+    # rotating back: a diffeomorphism of x, which keeps I(X;Y)
+    angle = speed * (x**2).sum(1)
+    c, s = np.cos(angle), np.sin(angle)
+    out = x.copy()
+    out[:, 0], out[:, 1] = c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]
+    return out
+
+
+def _swiss_roll(v):
+    # a 1-d variable rolled into the plane: t = 1.5 pi (1 + 2 Phi(v)) is increasing and (t cos t, t sin t) is
+    # injective in t, so the roll keeps I(X;Y)
+    t = 1.5 * math.pi * (1.0 + 2.0 * special.ndtr(v[:, :1]))
+    return np.hstack([t * np.cos(t), t * np.sin(t)]) / 10.0
+
+
+@dataclass(frozen=True)
+class SuiteTask:
+    """One task of :data:`SUITE`: its name, family, dimensions per side, true MI (nats) and how it is drawn."""
+
+    name: str
+    family: str
+    dim_x: int
+    dim_y: int
+    mi: float
+    draw: Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (n, seed) -> (x, y)
+
+
+def _gauss(mi, dx, dy=None, *, active=None, mix=None, fx=None, fy=None):
+    dy = dx if dy is None else dy
+    mix = min(dx, dy) > 1 and active is None if mix is None else mix
+
+    def draw(n, seed):
+        x, y = gaussian_pair(n, mi, dx, dy, active=active, mix=mix, seed=seed)
+        return (x if fx is None else fx(x)), (y if fy is None else fy(y))
+
+    return draw
+
+
+def _student(kappa, dim, dof, f=None):
+    def draw(n, seed):
+        x, y = student_t(n, kappa, dim, dof, seed=seed)
+        return (x, y) if f is None else (f(x), f(y))
+
+    return draw
+
+
+def _suite() -> dict[str, SuiteTask]:
+    tasks = []
+
+    def add(family, dx, dy, mi, draw, tag=""):
+        tasks.append(SuiteTask(f"{family}-{dx}x{dy}{tag}", family, dx, dy, float(mi), draw))
+
+    for d, mi in ((1, 0.5), (2, 1.0), (3, 1.5), (5, 2.0), (10, 3.0), (25, 4.0), (50, 5.0)):
+        add("normal-dense", d, d, mi, _gauss(mi, d))
+    for d, mi, act in ((5, 1.0, 2), (25, 2.0, 2), (50, 2.0, 3)):
+        add("normal-sparse", d, d, mi, _gauss(mi, d, active=act, mix=False))
+    for d, mi in ((1, 5.0), (2, 8.0), (5, 10.0)):
+        add("normal-high-mi", d, d, mi, _gauss(mi, d))
+    for d in (2, 10):
+        add("independent", d, d, 0.0, _gauss(0.0, d))
+    for d, dof, kappa in ((1, 1, 0.5), (2, 1, 1.0), (3, 2, 1.0), (5, 2, 2.0), (10, 3, 3.0)):
+        add("student", d, d, student_t_mi(kappa, dof, d, d), _student(kappa, d, dof), f"-dof{dof}")
+    for d, dof, kappa in ((1, 1, 0.5), (2, 1, 1.0), (3, 2, 1.0), (5, 2, 2.0)):
+        add("asinh-student", d, d, student_t_mi(kappa, dof, d, d), _student(kappa, d, dof, np.arcsinh), f"-dof{dof}")
+    for d, mi in ((1, 0.5), (2, 1.0), (5, 2.0), (25, 4.0)):
+        add("half-cube", d, d, mi, _gauss(mi, d, fx=_half_cube, fy=_half_cube))
+    for d, mi in ((1, 0.5), (2, 1.0), (3, 1.5), (5, 2.0), (25, 4.0)):
+        add("normal-cdf", d, d, mi, _gauss(mi, d, fx=special.ndtr, fy=special.ndtr))
+    add("bimodal", 1, 1, 1.0, _gauss(1.0, 1, fx=_bimodal, fy=_bimodal))
+    add("wiggly", 1, 1, 1.0, _gauss(1.0, 1, fx=_wiggly, fy=_wiggly))
+    for d, mi in ((3, 1.5), (5, 2.0)):
+        add("spiral", d, d, mi, _gauss(mi, d, fx=_spiral, fy=_spiral))
+    add("swiss-roll", 2, 1, 1.0, _gauss(1.0, 1, fx=_swiss_roll))
+    for eps in (0.1, 0.75):
+        add("additive-noise", 1, 1, smoothed_uniform_mi(eps),
+            lambda n, seed, eps=eps: smoothed_uniform(n, eps, 1, seed=seed), f"-eps{eps}")
+    return {t.name: t for t in tasks}
+
+
+#: The benchmark suite by name (``"<family>-<dim_x>x<dim_y>[-variant]"``), 40 tasks in 13 families.
+SUITE: dict[str, SuiteTask] = _suite()
+
+
+def suite_task(name: str, n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(x, y, true_mi)`` of the :data:`SUITE` task ``name``: ``n`` rows drawn with ``seed``.
+
+    Example:
+        >>> x, y, truth = suite_task("spiral-3x3", 100, seed=0)
+        >>> x.shape, y.shape, truth
+        ((100, 3), (100, 3), 1.5)
+    """
+    if name not in SUITE:
+        raise ValueError(f"name must be a suite task, got {name!r}; there are {len(SUITE)}: {sorted(SUITE)}")
+    n, _ = _check_n_dim(n, 1)
+    task = SUITE[name]
+    x, y = task.draw(n, seed)
+    return x, y, task.mi
 
 
 def _check_n_dim(n, dim) -> tuple[int, int]:

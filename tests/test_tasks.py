@@ -108,3 +108,61 @@ def test_the_vector_tasks_of_the_mienf_paper():
     xs, ys, ts = sample_task("student", 500, 1.0, dim=2, seed=4)
     xa, ya, ta = sample_task("asinh_student", 500, 1.0, dim=2, seed=4)
     assert ta == ts and np.allclose(xa, np.arcsinh(xs)) and np.allclose(ya, np.arcsinh(ys))
+
+
+# ---- the benchmark suite -------------------------------------------------------------------------------------
+
+
+def test_the_suite_has_forty_tasks_in_thirteen_families_each_drawn_reproducibly():
+    assert len(tasks.SUITE) == 40 and len({t.family for t in tasks.SUITE.values()}) == 13
+    for name, t in tasks.SUITE.items():
+        x, y, truth = tasks.suite_task(name, 50, seed=3)
+        assert x.shape == (50, t.dim_x) and y.shape == (50, t.dim_y) and truth == t.mi >= 0, name
+        assert np.isfinite(x).all() and np.isfinite(y).all(), name
+        x2, y2, _ = tasks.suite_task(name, 50, seed=3)
+        x3, _, _ = tasks.suite_task(name, 50, seed=4)
+        assert np.array_equal(x, x2) and np.array_equal(y, y2) and not np.array_equal(x, x3), name
+
+
+def test_gaussian_pair_mi_dimensions_and_active_components():
+    from ibcore.estimators import GaussianMI
+
+    for dx, dy, active, mix in ((3, 5, 2, False), (4, 2, None, True)):
+        x, y = tasks.gaussian_pair(200_000, 1.5, dx, dy, active=active, mix=mix, seed=0)
+        assert x.shape == (200_000, dx) and y.shape == (200_000, dy)
+        assert GaussianMI().estimate(x, y).value == pytest.approx(1.5, abs=0.01)
+    x, y = tasks.gaussian_pair(10_000, 1.0, 4, 4, active=1, seed=0)
+    cc = np.corrcoef(x.T, y.T)[:4, 4:]
+    assert abs(cc[0, 0]) > 0.8 and np.abs(cc[1:, 1:]).max() < 0.05  # only the first pair depends
+    for bad in (0, 5, 1.5, True):
+        with pytest.raises(ValueError, match="active"):
+            tasks.gaussian_pair(10, 1.0, 4, 4, active=bad, seed=0)
+    with pytest.raises(ValueError, match="name"):
+        tasks.suite_task("no-such-task", 10, seed=0)
+
+
+def test_every_map_of_the_suite_is_invertible_so_the_truth_is_the_gaussians_mi():
+    # An independent computation of each nonlinear task's truth: undo its map and measure the Gaussian underneath.
+    from scipy import optimize, special
+
+    from ibcore.estimators import GaussianMI
+
+    v = np.linspace(-8, 8, 200_001)
+    for f in (tasks._half_cube, tasks._bimodal, tasks._wiggly):
+        assert (np.diff(f(v)) > 0).all()  # strictly increasing on the whole range the samples reach
+    x0, y = tasks.gaussian_pair(100_000, 1.5, 3, 3, mix=True, seed=1)
+    spun = tasks._spiral(x0)
+    angle = 0.5 * (spun**2).sum(1)  # |x| is kept, so the angle is known from the image: rotate back
+    back = spun.copy()
+    back[:, 0] = np.cos(angle) * spun[:, 0] + np.sin(angle) * spun[:, 1]
+    back[:, 1] = -np.sin(angle) * spun[:, 0] + np.cos(angle) * spun[:, 1]
+    assert np.allclose(back, x0, atol=1e-9)
+    x, y, truth = tasks.suite_task("swiss-roll-2x1", 100_000, seed=2)
+    t = 10.0 * np.hypot(x[:, 0], x[:, 1])  # the radius is t / 10
+    assert np.allclose(np.arctan2(x[:, 1], x[:, 0]) % (2 * np.pi), t % (2 * np.pi), atol=1e-6)
+    v = special.ndtri((t / (1.5 * np.pi) - 1.0) / 2.0)
+    assert GaussianMI().estimate(v, y).value == pytest.approx(truth, abs=0.02)
+    x, y, truth = tasks.suite_task("bimodal-1x1", 100_000, seed=2)
+    inv = np.array([optimize.brentq(lambda s, a=a: tasks._bimodal(s) - a, -20, 20) for a in x[:2000, 0]])
+    assert np.allclose(tasks._bimodal(inv), x[:2000, 0], atol=1e-9)
+    assert np.histogram(x[:, 0], bins=[-6, -2, -0.5, 0.5, 2, 6])[0][2] < 0.1 * len(x)  # two modes, a trough at 0

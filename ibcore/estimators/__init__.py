@@ -33,6 +33,8 @@ from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
+from .copula import CopulaMI, normal_scores, uniform_ranks
+from .auto import AutoMI
 from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, IncrementalPCA, LossyMI, is_fitted
 
 __all__ = [
@@ -57,6 +59,10 @@ __all__ = [
     "KozachenkoLeonenko",
     "WeightedKozachenkoLeonenko",
     "GaussianMI",
+    "CopulaMI",
+    "AutoMI",
+    "normal_scores",
+    "uniform_ranks",
     "ExactMI",
     "ExactEntropy",
     "SamplePropagation",
