@@ -22,9 +22,9 @@ from . import estimators as est
 from ._io import write_atomic
 from .estimators._validation import image_rows
 from .tables import group_by
-from .tasks import TASKS, sample_task
+from .tasks import SUITE, TASKS, sample_task, suite_task
 
-__all__ = ["compare", "summarise"]
+__all__ = ["compare", "summarise", "run_suite", "suite_counts", "solved"]
 
 
 def compare(
@@ -39,6 +39,8 @@ def compare(
     records: list[dict] | None = None,
     device=None,
     checkpoint: str | os.PathLike | None = None,
+    ci: float | None = None,
+    resamples: int = 20,
 ) -> list[dict]:
     """Run every estimator on every task, MI level and seed.
 
@@ -57,6 +59,8 @@ def compare(
             again) and rewritten atomically after every run, so that a long comparison killed at any point loses
             only the run in progress. Several calls may share one file and one ``records`` list. Values that are
             not JSON (a fitted compressor among an estimator's parameters) are kept in ``result`` as their repr.
+        ci, resamples: Also a confidence interval at this level for every estimate (``record["ci"]``, ``[low,
+            high]``; see :meth:`ibcore.estimators.MIEstimator.estimate`).
 
     Example:
         >>> r = compare({"gauss": ("gaussian", {})}, ["gaussian"], [1.0], n=2000)
@@ -66,6 +70,29 @@ def compare(
     for t in tasks:
         if t not in TASKS:
             raise ValueError(f"tasks must be names from {list(TASKS)}, got {t!r}")
+    built = _build(estimators)
+    for v in levels:
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"levels must be finite MI values >= 0, got {list(levels)}")
+    records, done, checkpoint = _resume(records, checkpoint)
+    for task in tasks:
+        for level in levels:
+            for seed in seeds:
+                todo = [label for label in estimators if (task, float(level), label, seed) not in done]
+                if not todo:
+                    continue
+                x, y, truth = sample_task(task, n, float(level), dim=dim, size=size, seed=seed)
+                x, y = _to(x, y, device)
+                for label in todo:
+                    records.append({"task": task, "level": float(level), "true_mi": truth, "estimator": label,
+                                    "seed": seed, "n": n, "dim": dim,
+                                    **_run(built[label], seed, x, y, ci, resamples)})  # fmt: skip
+                    if checkpoint:
+                        write_atomic(checkpoint, json.dumps(records, default=repr))
+    return records
+
+
+def _build(estimators) -> dict:
     built = {}
     for label, spec in estimators.items():
         if isinstance(spec, est.MIEstimator):
@@ -75,45 +102,123 @@ def compare(
         else:
             raise ValueError(f"estimators[{label!r}] must be an MI estimator or (registered MI estimator name, "
                              f"params), got {spec!r}; names: {est.available('mi')}")  # fmt: skip
-    for v in levels:
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"levels must be finite MI values >= 0, got {list(levels)}")
+    return built
+
+
+def _resume(records, checkpoint):
+    # the records so far, the keys of the runs done, the checkpoint file (its runs added to the records)
     records = [] if records is None else records
-    key = lambda r: (r["task"], r["level"], r["estimator"], r["seed"])  # noqa: E731
-    done = {key(r) for r in records}
+    done = {_key(r) for r in records}
     if checkpoint:
         checkpoint = Path(checkpoint)
         if checkpoint.is_file():
             for r in json.loads(checkpoint.read_text()):
-                if key(r) not in done:
+                if _key(r) not in done:
                     records.append(r)
-                    done.add(key(r))
-    for task in tasks:
-        for level in levels:
-            for seed in seeds:
-                todo = [label for label in estimators if (task, float(level), label, seed) not in done]
-                if not todo:
-                    continue
-                x, y, truth = sample_task(task, n, float(level), dim=dim, size=size, seed=seed)
-                if device is not None:
-                    import torch
+                    done.add(_key(r))
+    return records, done, checkpoint
 
-                    x, y = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, y))
-                for label in todo:
-                    e = built[label]
-                    e = e.clone(seed=seed) if "seed" in e.param_names() else e.clone()
-                    a, b = (x, y) if e.images else (image_rows(x)[0], image_rows(y)[0])
-                    r = e.estimate(a, b)
-                    d = r.diagnostics
-                    records.append({
-                        "task": task, "level": float(level), "true_mi": truth, "estimator": label, "seed": seed,
-                        "value": r.value, "std": r.std, "seconds": r.seconds,
-                        "epochs_run": d.get("epochs_run"), "not_converged": d.get("not_converged"),
-                        "bound": d.get("bound"), "warnings": list(r.warnings), "result": r.to_dict(),
-                    })  # fmt: skip
-                    if checkpoint:
-                        write_atomic(checkpoint, json.dumps(records, default=repr))
+
+def _key(r):
+    return (r["task"], r["level"], r["estimator"], r["seed"])
+
+
+def _to(x, y, device):
+    if device is None:
+        return x, y
+    import torch
+
+    return tuple(torch.as_tensor(a, dtype=torch.float32, device=device) for a in (x, y))
+
+
+def _run(e, seed, x, y, ci=None, resamples=20) -> dict:
+    # one estimate by a clone of e (its seed set to the run's), as the fields of a record
+    e = e.clone(seed=seed) if "seed" in e.param_names() else e.clone()
+    a, b = (x, y) if e.images else (image_rows(x)[0], image_rows(y)[0])
+    r = e.estimate(a, b) if ci is None else e.estimate(a, b, ci=ci, resamples=resamples, resample_seed=seed)
+    d = r.diagnostics
+    return {"value": r.value, "std": r.std, "ci": None if r.ci is None else list(r.ci), "seconds": r.seconds,
+            "chosen": d.get("chosen"), "epochs_run": d.get("epochs_run"),
+            "not_converged": d.get("not_converged"), "bound": d.get("bound"), "warnings": list(r.warnings),
+            "result": r.to_dict()}  # fmt: skip
+
+
+def solved(value: float, truth: float) -> bool:
+    """The benchmark's criterion: within max(0.1, 0.1 I) nats of the truth I (a NaN is not solved)."""
+    return bool(abs(value - truth) <= max(0.1, 0.1 * truth))
+
+
+def run_suite(
+    estimators: Mapping[str, tuple[str, Mapping[str, Any]]],
+    tasks: Sequence[str] | None = None,
+    *,
+    n: int,
+    seeds: Sequence[int] = (0,),
+    records: list[dict] | None = None,
+    device=None,
+    checkpoint: str | os.PathLike | None = None,
+    ci: float | None = None,
+    resamples: int = 20,
+) -> list[dict]:
+    """Every estimator on every task of the benchmark suite (:data:`ibcore.tasks.SUITE`) and seed.
+
+    Arguments as :func:`compare` (``tasks``: suite names, default all 40). Records as :func:`compare`'s, with
+    ``level`` the task's true MI and ``family`` its family; a task wider than an estimator's ``max_dim``, or one the
+    estimator refuses with a ``ValueError`` (the weighted Kozachenko-Leonenko estimator needs k > d/4), is not run,
+    and a run whose training diverges (``FloatingPointError``) fails; the record says which and why in ``skipped``
+    (value NaN), so that tables count it as not solved. Resumable in the same
+    way (``records``, ``checkpoint``).
+
+    Example:
+        >>> r = run_suite({"auto": ("auto", {})}, ["bimodal-1x1"], n=2000)
+        >>> r[0]["family"], solved(r[0]["value"], r[0]["true_mi"])
+        ('bimodal', True)
+    """
+    names = list(SUITE) if tasks is None else list(tasks)
+    unknown = [t for t in names if t not in SUITE]
+    if unknown:
+        raise ValueError(f"tasks must be names from ibcore.tasks.SUITE, got {unknown}")
+    built = _build(estimators)
+    records, done, checkpoint = _resume(records, checkpoint)
+    for name in names:
+        task = SUITE[name]
+        for seed in seeds:
+            todo = [label for label in estimators if (name, task.mi, label, seed) not in done]
+            if not todo:
+                continue
+            x, y, truth = suite_task(name, n, seed=seed)
+            x, y = _to(x, y, device)
+            for label in todo:
+                base = {"task": name, "family": task.family, "level": task.mi, "true_mi": truth, "estimator": label,
+                        "seed": seed, "n": n}  # fmt: skip
+                cap = built[label].max_dim
+                if cap is not None and max(task.dim_x, task.dim_y) > cap:
+                    records.append({**base, "value": math.nan, "std": None, "ci": None, "seconds": 0.0,
+                                    "skipped": f"wider than its max_dim ({cap})"})  # fmt: skip
+                else:
+                    try:
+                        records.append({**base, **_run(built[label], seed, x, y, ci, resamples)})
+                    except (ValueError, FloatingPointError) as err:  # refused (WKL's k in many dimensions), or
+                        # a critic's training diverged: a result of the benchmark, recorded as not solved
+                        what = "refused" if isinstance(err, ValueError) else "failed"
+                        records.append({**base, "value": math.nan, "std": None, "ci": None, "seconds": 0.0,
+                                        "skipped": f"{what}: {err}"})  # fmt: skip
+                if checkpoint:
+                    write_atomic(checkpoint, json.dumps(records, default=repr))
     return records
+
+
+def suite_counts(records: Sequence[dict]) -> dict[tuple[str, str], dict]:
+    """Per (family, estimator), and per ("all", estimator): ``{"solved", "runs", "per_seed": {seed: solved}}``."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in records:
+        ok = solved(r["value"], r["true_mi"])
+        for fam in (r["family"], "all"):
+            c = out.setdefault((fam, r["estimator"]), {"solved": 0, "runs": 0, "per_seed": {}})
+            c["solved"] += ok
+            c["runs"] += 1
+            c["per_seed"][r["seed"]] = c["per_seed"].get(r["seed"], 0) + ok
+    return out
 
 
 def summarise(records: Sequence[dict]) -> list[dict]:

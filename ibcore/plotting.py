@@ -14,7 +14,7 @@ from .tables import group_by
 
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
-    "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary",
+    "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary", "suite_heatmap", "error_curves",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -187,8 +187,9 @@ def representations(t, labels, *, ax=None, title: str | None = None, dims: tuple
 
 def estimated_vs_true(records, *, task: str, ax=None, title: str | None = None, ceiling: float | None = None):
     """Estimated against true MI on one task (records of :func:`ibcore.comparison.compare`), one line per
-    estimator, with the identity line. The band is mean +- std over seeds where there are several, else +- 2
-    standard errors of the single estimate (where the estimator reports one). ``ceiling`` draws InfoNCE's ln B.
+    estimator, with the identity line. The band is mean +- std over seeds where there are several, else the
+    estimate's confidence interval where the records have one (``compare(ci=...)``), else +- 2 standard errors of
+    the single estimate (where the estimator reports one). ``ceiling`` draws InfoNCE's ln B.
     """
     rs = [r for r in records if r["task"] == task]
     if not rs:
@@ -203,12 +204,9 @@ def estimated_vs_true(records, *, task: str, ax=None, title: str | None = None, 
         t = np.array([k[0] for k in by_level])
         vals = [np.array([r["value"] for r in group]) for group in by_level.values()]
         m = np.array([v.mean() for v in vals])
-        if all(len(v) > 1 for v in vals):
-            half = np.array([v.std(ddof=1) for v in vals])
-        else:
-            half = np.array([2 * (group[0]["std"] or 0.0) for group in by_level.values()])
+        lo, hi = _band(list(by_level.values()), vals, m)
         (line,) = ax.plot(t, m, marker="o", ms=3, label=label)
-        ax.fill_between(t, m - half, m + half, color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel("true MI (nats)")
     ax.set_ylabel("estimated MI (nats)")
     ax.set_title(title or task)
@@ -297,6 +295,94 @@ def sweep_summary(summary, *, name: str, x: str, by: str | None = None, ax=None,
     ax.set_title(title or name)
     if by is not None:
         ax.legend(fontsize=8)
+    return fig
+
+
+def _band(groups, vals, m):
+    # the band around the means m of grouped records: sd over seeds, else each run's interval, else +- 2 std
+    if all(len(v) > 1 for v in vals):
+        half = np.array([v.std(ddof=1) for v in vals])
+        return m - half, m + half
+    if all(g[0].get("ci") for g in groups):
+        return np.array([g[0]["ci"][0] for g in groups]), np.array([g[0]["ci"][1] for g in groups])
+    half = np.array([2 * (g[0]["std"] or 0.0) for g in groups])
+    return m - half, m + half
+
+
+def error_curves(records, *, x: str, task: str, ax=None, title: str | None = None, log_x: bool = False):
+    """Estimate minus truth against a record field ``x`` (``"n"``, ``"dim"``, ``"true_mi"``) on one task, one line
+    per estimator, with the band of :func:`estimated_vs_true` and the benchmark's tolerance max(0.1, 0.1 I) shaded
+    around zero."""
+    rs = [r for r in records if r["task"] == task and math.isfinite(r["value"])]
+    if not rs:
+        raise ValueError(f"no records for task={task!r}; tasks present: {sorted({r['task'] for r in records})}")
+    fig, ax = _figure(ax)
+    truth = {k[0]: np.mean([r["true_mi"] for r in g]) for k, g in group_by(rs, (x,)).items()}
+    at = np.array(sorted(truth))
+    tol = np.array([max(0.1, 0.1 * truth[v]) for v in at])
+    ax.fill_between(at, -tol, tol, color="0.85", lw=0, label="tolerance max(0.1, 0.1 I)")
+    ax.axhline(0, color="k", lw=1, ls="--")
+    for label in dict.fromkeys(r["estimator"] for r in rs):
+        groups = group_by([r for r in rs if r["estimator"] == label], (x,))
+        xs = np.array([k[0] for k in groups])
+        order = np.argsort(xs)
+        gs = [list(groups.values())[i] for i in order]
+        vals = [np.array([r["value"] - r["true_mi"] for r in g]) for g in gs]
+        m = np.array([v.mean() for v in vals])
+        shifted = [[{**r, "ci": None if not r.get("ci") else [c - r["true_mi"] for c in r["ci"]],
+                     "std": r.get("std")} for r in g] for g in gs]  # fmt: skip
+        lo, hi = _band(shifted, vals, m)
+        (line,) = ax.plot(xs[order], m, marker="o", ms=3, label=label)
+        ax.fill_between(xs[order], lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    if log_x:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(at, [f"{v:g}" for v in at])
+    ax.set_xlabel({"n": "samples", "dim": "dimensions per side", "true_mi": "true MI (nats)"}.get(x, x))
+    ax.set_ylabel("estimate - truth (nats)")
+    ax.set_title(title or task)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def suite_heatmap(records, *, ax=None, title: str | None = None, estimators: Sequence[str] | None = None):
+    """Tasks (rows, in suite order, families separated) against estimators (columns): the colour is the error in
+    units of the benchmark's tolerance max(0.1, 0.1 I) (mean over seeds), blue below the truth and red above; a
+    dot marks a solved cell (every seed within the tolerance), a grey cell a task without a value (not run: wider
+    than the estimator's max_dim or refused; or failed: training diverged). Records of
+    :func:`ibcore.comparison.run_suite`."""
+    from .comparison import solved
+
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    labels = list(estimators or dict.fromkeys(r["estimator"] for r in records))
+    err = np.full((len(tasks), len(labels)), np.nan)
+    ok = np.zeros_like(err, dtype=bool)
+    for (task, label), rs in group_by(records, ("task", "estimator")).items():
+        if label not in labels:
+            continue
+        i, j = tasks.index(task), labels.index(label)
+        vals = [r["value"] for r in rs if math.isfinite(r["value"])]
+        if vals:
+            tol = max(0.1, 0.1 * rs[0]["true_mi"])
+            err[i, j] = (np.mean(vals) - rs[0]["true_mi"]) / tol
+            ok[i, j] = all(solved(r["value"], r["true_mi"]) for r in rs)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 3, 0.22 * len(tasks) + 1.2))
+    else:
+        fig = ax.figure
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("0.8")
+    im = ax.imshow(np.clip(err, -5, 5), cmap=cmap, vmin=-5, vmax=5, aspect="auto", interpolation="nearest")
+    ii, jj = np.nonzero(ok)
+    ax.plot(jj, ii, "k.", ms=3)
+    families = [next(r["family"] for r in records if r["task"] == t) for t in tasks]
+    for i in range(1, len(tasks)):
+        if families[i] != families[i - 1]:
+            ax.axhline(i - 0.5, color="k", lw=0.5)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=6)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=30, ha="right")
+    fig.colorbar(im, ax=ax, shrink=0.6, label="(estimate - truth) / tolerance")
+    ax.set_title(title or "which estimator solves which task (dot: solved)", fontsize=9)
     return fig
 
 

@@ -111,3 +111,38 @@ def test_estimated_vs_true_draws_a_line_and_band_per_estimator():
     assert np.allclose(gauss.get_xdata(), [0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="no records for task='uniform'"):
         plotting.estimated_vs_true(recs, task="uniform")
+
+
+# ---- the benchmark suite -------------------------------------------------------------------------------------
+
+
+def test_the_suite_runs_resumes_and_counts_solved_tasks(tmp_path):
+    from ibcore.comparison import run_suite, solved, suite_counts
+
+    tasks = ["normal-dense-2x2", "swiss-roll-2x1", "normal-dense-50x50", "normal-dense-10x10"]
+    specs = {"gauss": ("gaussian", {}), "ksg": ("ksg", {}), "wkl": ("entropy-mi", {})}
+    ck = tmp_path / "suite.json"
+    rs = run_suite(specs, tasks, n=1500, seeds=[0, 1], checkpoint=ck)
+    assert len(rs) == 4 * 2 * 3 and {r["family"] for r in rs} == {"normal-dense", "swiss-roll"}
+    by = {(r["task"], r["estimator"], r["seed"]): r for r in rs}
+    # KSG is meant for at most 32 dimensions per side: the 50 + 50 task is recorded as not run, not solved
+    skip = by["normal-dense-50x50", "ksg", 0]
+    assert math.isnan(skip["value"]) and "max_dim" in skip["skipped"] and not solved(skip["value"], 5.0)
+    # the weighted KL needs k > d/4: 20 joint dimensions with k = 5 are refused, and said so
+    assert "refused" in by["normal-dense-10x10", "wkl", 1]["skipped"]
+    assert by["normal-dense-2x2", "gauss", 0]["true_mi"] == 1.0 and by["swiss-roll-2x1", "ksg", 1]["n"] == 1500
+    counts = suite_counts(rs)
+    expect = sum(solved(r["value"], r["true_mi"]) for r in rs if r["estimator"] == "gauss")
+    assert counts[("all", "gauss")]["solved"] == expect and counts[("all", "gauss")]["runs"] == 8
+    assert sum(counts[("all", "gauss")]["per_seed"].values()) == expect
+    assert counts[("swiss-roll", "gauss")]["solved"] == 0  # blind to the roll (closed form: truth 1 nat)
+    again = run_suite(specs, tasks, n=1500, seeds=[0, 1], checkpoint=ck)  # read back, nothing recomputed
+    assert [r["value"] for r in again] == pytest.approx([r["value"] for r in rs], nan_ok=True)
+    with pytest.raises(ValueError, match="SUITE"):
+        run_suite(specs, ["gaussian"], n=100)
+
+
+def test_a_comparison_can_carry_intervals():
+    rs = compare({"ksg": ("ksg", {})}, ["gaussian"], [1.0], n=1000, dim=2, ci=0.9, resamples=4)
+    lo, hi = rs[0]["ci"]
+    assert lo <= rs[0]["value"] <= hi and rs[0]["n"] == 1000 and rs[0]["dim"] == 2

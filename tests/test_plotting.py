@@ -58,3 +58,22 @@ def test_representations_scatter_one_series_per_class_and_checks_dims():
     assert ax.collections[0].get_offsets()[:, 0].tolist() == [1.0, 7.0, 13.0, 19.0, 25.0]
     with pytest.raises(ValueError, match="out of range"):
         plotting.representations(t, [0] * 10, dims=(0, 3))
+
+
+def test_suite_heatmap_and_error_curves_draw_every_task_and_estimator():
+    import math
+
+    from ibcore.comparison import compare, run_suite
+
+    rs = run_suite({"gaussian": ("gaussian", {}), "ksg": ("ksg", {})}, ["bimodal-1x1", "normal-dense-50x50"], n=400)
+    fig = plotting.suite_heatmap(rs)
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (2, 2) and image.mask[1, 1]  # KSG does not take 50 dimensions: a grey cell
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["gaussian", "ksg"]
+    rs = compare({"ksg": ("ksg", {})}, ["gaussian"], [0.0, 1.0, 2.0], n=400, ci=0.9, resamples=3)
+    fig = plotting.error_curves(rs, x="true_mi", task="gaussian")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and len(ax.collections) == 2  # zero line and one estimator; tolerance and its band
+    assert math.isclose(ax.collections[0].get_paths()[0].vertices[:, 1].max(), 0.2)  # max(0.1, 0.1 * 2)
+    with pytest.raises(ValueError, match="task"):
+        plotting.error_curves(rs, x="n", task="uniform")

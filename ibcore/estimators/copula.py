@@ -39,17 +39,22 @@ DOFS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 25.0, 50.0)
 LR_THRESHOLD = 0.5 * 10.827566170662733
 
 
-def uniform_ranks(t: torch.Tensor, seed: int) -> torch.Tensor:
-    """Each column's ranks scaled into (0, 1), ``rank / (n + 1)``, ties broken at random (a local generator seeded
-    with ``seed``): the empirical copula of the rows."""
+def _ranks(t: torch.Tensor, seed: int) -> torch.Tensor:
+    # each column's ranks 0 .. n-1 (int64), ties in a random order drawn from a local generator
     n = t.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).to(t.device)
     order = torch.argsort(t[perm], dim=0, stable=True)  # rows permuted first: ties fall in random order
     ranks = torch.empty_like(order)
-    ranks.scatter_(0, order, torch.arange(1, n + 1, device=t.device).unsqueeze(1).expand_as(order).contiguous())
-    out = torch.empty(t.shape, dtype=torch.float64, device=t.device)
-    out[perm] = ranks.to(torch.float64) / (n + 1)
+    ranks.scatter_(0, order, torch.arange(n, device=t.device).unsqueeze(1).expand_as(order).contiguous())
+    out = torch.empty_like(ranks)
+    out[perm] = ranks
     return out
+
+
+def uniform_ranks(t: torch.Tensor, seed: int) -> torch.Tensor:
+    """Each column's ranks scaled into (0, 1), ``rank / (n + 1)`` (ranks 1 .. n), ties broken at random (a local
+    generator seeded with ``seed``): the empirical copula of the rows, in float64."""
+    return (_ranks(t, seed) + 1).to(torch.float64) / (t.shape[0] + 1)
 
 
 def normal_scores(t: torch.Tensor, seed: int) -> torch.Tensor:
@@ -129,8 +134,9 @@ class CopulaMI(MIEstimator):
         seed: Seed of the random order in which ties are ranked.
         device: Where to compute; ``None`` follows the data.
 
-    ``diagnostics``: ``dof`` (``inf`` for the Gaussian copula), ``loglik`` per degree of freedom tried (the copula
-    log-likelihood, nats), ``canonical_correlations`` of the fitted shape matrix and ``shared_scale_mi`` (the t
+    ``diagnostics``: ``dof`` (``inf`` for the Gaussian copula), ``loglik`` per degree of freedom fitted (the copula
+    log-likelihood, nats: every degree of freedom is first scored with the Gaussian copula's shape matrix, and the
+    best with its two neighbours on the grid is fitted by EM), ``canonical_correlations`` of the fitted shape matrix and ``shared_scale_mi`` (the t
     copula's term c). The value is bias-corrected by d_x d_y / (2 n), the first-order upward bias of the sample
     canonical correlations' MI.
 
@@ -173,18 +179,26 @@ class CopulaMI(MIEstimator):
             const = [j for j in range(t.shape[1]) if bool((t[:, j] == t[0, j]).all())]
             if const:
                 raise ValueError(f"{name} has constant columns {const}: their ranks carry no information")
-        u = uniform_ranks(torch.cat([tx, ty], 1), self.seed)
-        z = torch.special.ndtri(u)
+        ranks = _ranks(torch.cat([tx, ty], 1), self.seed)
+        grid = np.arange(1, n + 1) / (n + 1)  # every column's ranks are a permutation of this grid
+
+        def scores(quantiles):  # the quantile function on the grid, read at every rank
+            return torch.from_numpy(quantiles).to(tx.device)[ranks]
+
+        z = scores(special.ndtri(grid))
         fits: dict[float, tuple[torch.Tensor, float]] = {}
+        gauss = _gaussian_copula(z)
         if self.family != "t":
-            fits[math.inf] = _gaussian_copula(z)
+            fits[math.inf] = gauss
         if self.family != "gaussian":
-            u_cpu = u.cpu().numpy()
-            start = fits[math.inf][0] if math.inf in fits else _gaussian_copula(z)[0]
-            for v in sorted(dofs, reverse=True):  # from nearly Gaussian down, each fit starting from the last
-                w = torch.from_numpy(special.stdtrit(v, u_cpu)).to(u.device)
-                fits[v] = _fit_t(w, v, start, self.iterations)
-                start = fits[v][0]
+            # every degree of freedom scored with the Gaussian copula's shape, then the best and its neighbours
+            # on the grid fitted by EM (the shape of an elliptical copula hardly moves with the degrees of freedom)
+            dofs = sorted(dofs)
+            w = {v: scores(special.stdtrit(v, grid)) for v in dofs}
+            rough = [_fit_t(w[v], v, gauss[0], 0)[1] for v in dofs]
+            i = int(np.argmax(rough))
+            for v in dofs[max(i - 1, 0) : i + 2]:
+                fits[v] = _fit_t(w[v], v, gauss[0], self.iterations)
         best = max(fits, key=lambda v: fits[v][1])
         if self.family == "auto" and fits[best][1] - fits[math.inf][1] <= LR_THRESHOLD:
             best = math.inf
