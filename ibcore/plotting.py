@@ -370,8 +370,7 @@ def suite_heatmap(records, *, ax=None, title: str | None = None, estimators: Seq
         fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 3, 0.22 * len(tasks) + 1.2))
     else:
         fig = ax.figure
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("0.8")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.8")
     im = ax.imshow(np.clip(err, -5, 5), cmap=cmap, vmin=-5, vmax=5, aspect="auto", interpolation="nearest")
     ii, jj = np.nonzero(ok)
     ax.plot(jj, ii, "k.", ms=3)
