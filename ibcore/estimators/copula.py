@@ -136,9 +136,9 @@ class CopulaMI(MIEstimator):
 
     ``diagnostics``: ``dof`` (``inf`` for the Gaussian copula), ``loglik`` per degree of freedom fitted (the copula
     log-likelihood, nats: every degree of freedom is first scored with the Gaussian copula's shape matrix, and the
-    best with its two neighbours on the grid is fitted by EM), ``canonical_correlations`` of the fitted shape matrix and ``shared_scale_mi`` (the t
-    copula's term c). The value is bias-corrected by d_x d_y / (2 n), the first-order upward bias of the sample
-    canonical correlations' MI.
+    best with its two neighbours on the grid is fitted by EM), ``canonical_correlations`` of the fitted shape matrix
+    and ``shared_scale_mi`` (the t copula's term c). The value is bias-corrected by d_x d_y / (2 n), the
+    first-order upward bias of the sample canonical correlations' MI.
 
     Example:
         >>> from ibcore.tasks import student_t, student_t_mi
@@ -187,25 +187,25 @@ class CopulaMI(MIEstimator):
 
         z = scores(special.ndtri(grid))
         fits: dict[float, tuple[torch.Tensor, float]] = {}
-        gauss = _gaussian_copula(z)
+        gaussian_fit = _gaussian_copula(z)
         if self.family != "t":
-            fits[math.inf] = gauss
+            fits[math.inf] = gaussian_fit
         if self.family != "gaussian":
             # every degree of freedom scored with the Gaussian copula's shape, then the best and its neighbours
             # on the grid fitted by EM (the shape of an elliptical copula hardly moves with the degrees of freedom)
             dofs = sorted(dofs)
             w = {v: scores(special.stdtrit(v, grid)) for v in dofs}
-            rough = [_fit_t(w[v], v, gauss[0], 0)[1] for v in dofs]
+            rough = [_fit_t(w[v], v, gaussian_fit[0], 0)[1] for v in dofs]
             i = int(np.argmax(rough))
             for v in dofs[max(i - 1, 0) : i + 2]:
-                fits[v] = _fit_t(w[v], v, gauss[0], self.iterations)
+                fits[v] = _fit_t(w[v], v, gaussian_fit[0], self.iterations)
         best = max(fits, key=lambda v: fits[v][1])
         if self.family == "auto" and fits[best][1] - fits[math.inf][1] <= LR_THRESHOLD:
             best = math.inf
         shape, _ = fits[best]
-        gauss, rho = _mi_of_shape(shape, dx)
+        elliptical, rho = _mi_of_shape(shape, dx)
         extra = t_shared_scale_mi(best, dx, dy)
-        value = gauss + extra - dx * dy / (2 * n)
+        value = elliptical + extra - dx * dy / (2 * n)
         return MIEstimate(value, n, self.name, self.get_params(), diagnostics={
             "dof": best, "loglik": {str(v): ll for v, (_, ll) in fits.items()}, "canonical_correlations": rho,
             "shared_scale_mi": extra})  # fmt: skip
