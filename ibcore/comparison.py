@@ -192,17 +192,18 @@ def run_suite(
                 base = {"task": name, "family": task.family, "level": task.mi, "true_mi": truth, "estimator": label,
                         "seed": seed, "n": n}  # fmt: skip
                 cap = built[label].max_dim
+                skipped = None
                 if cap is not None and max(task.dim_x, task.dim_y) > cap:
-                    records.append({**base, "value": math.nan, "std": None, "ci": None, "seconds": 0.0,
-                                    "skipped": f"wider than its max_dim ({cap})"})  # fmt: skip
+                    skipped = f"wider than its max_dim ({cap})"
                 else:
                     try:
                         records.append({**base, **_run(built[label], seed, x, y, ci, resamples)})
                     except (ValueError, FloatingPointError) as err:  # refused (WKL's k in many dimensions), or
                         # a critic's training diverged: a result of the benchmark, recorded as not solved
-                        what = "refused" if isinstance(err, ValueError) else "failed"
-                        records.append({**base, "value": math.nan, "std": None, "ci": None, "seconds": 0.0,
-                                        "skipped": f"{what}: {err}"})  # fmt: skip
+                        skipped = f"{'refused' if isinstance(err, ValueError) else 'failed'}: {err}"
+                if skipped is not None:
+                    records.append({**base, "value": math.nan, "std": None, "ci": None, "seconds": 0.0,
+                                    "skipped": skipped})  # fmt: skip
                 if checkpoint:
                     write_atomic(checkpoint, json.dumps(records, default=repr))
     return records
