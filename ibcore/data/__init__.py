@@ -1,8 +1,9 @@
 """Data sets used by the information-bottleneck experiments.
 
 ``szt`` regenerates the 12-bit task of Shwartz-Ziv and Tishby from its label rule (no files needed) and provides
-its standard train/test splits; ``mnist`` reads MNIST from local, md5-checked IDX files and downloads them only when
-asked. Importing this package reads no files and touches no network.
+its standard train/test splits; ``mnist`` reads MNIST from local, md5-checked IDX files and ``cifar`` CIFAR-10 from
+the md5-checked binary version, each downloading only when asked. Importing this package reads no files and touches
+no network.
 
 Example:
     >>> from ibcore.data import szt_dataset, szt_split
@@ -27,6 +28,7 @@ from .szt import (
     szt_score,
     szt_split,
 )
+from .cifar import CIFAR10_CLASSES, CIFAR10_SPLITS, cifar10_tensors, load_cifar10
 from .mnist import MNIST_MIRRORS, MNIST_SPLITS, default_download_dir, load_mnist, mnist_tensors
 
 __all__ = [
@@ -48,4 +50,8 @@ __all__ = [
     "default_download_dir",
     "MNIST_SPLITS",
     "MNIST_MIRRORS",
+    "load_cifar10",
+    "cifar10_tensors",
+    "CIFAR10_SPLITS",
+    "CIFAR10_CLASSES",
 ]

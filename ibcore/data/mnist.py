@@ -25,15 +25,14 @@ References:
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ._files import check_md5, download_dir, fetch, search_dirs
 
 __all__ = ["load_mnist", "mnist_tensors", "MNIST_SPLITS", "MNIST_MIRRORS", "default_download_dir", "MNIST_MEAN", "MNIST_STD"]
 
@@ -49,7 +48,6 @@ MNIST_MIRRORS = (
 )
 
 _DOWNLOAD_TIMEOUT_S = 60.0
-_CHUNK_BYTES = 1 << 20
 
 # name (without .gz) -> (md5 of the .gz file, md5 of the uncompressed file); see shared/data/mnist/README.md.
 _MD5 = {
@@ -73,7 +71,6 @@ _LABELS_NDIM = 1
 
 # The repository root: the folder holding the ``ibcore`` package (ibcore/data/mnist.py -> parents[2]).
 _PACKAGE_PARENT = Path(__file__).resolve().parents[2]
-_SHARED_RELATIVE = Path("..") / "shared" / "data" / "mnist"
 
 # Looked up at call time so tests can serve files without a network.
 _urlopen = urllib.request.urlopen
@@ -84,37 +81,13 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {MNIST_SPLITS}, got split={split!r}")
 
 
-def _env_dirs() -> list[Path]:
-    env = os.environ.get("IBCORE_DATA", "").strip()
-    if not env:
-        return []
-    base = Path(env).expanduser()
-    return [base / "mnist", base]
-
-
 def default_download_dir(root=None) -> Path:
     """Where ``download=True`` puts the files: ``root``, else ``$IBCORE_DATA/mnist``, else the user cache folder."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("IBCORE_DATA", "").strip()
-    if env:
-        return Path(env).expanduser() / "mnist"
-    cache = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "ibcore" / "mnist"
+    return download_dir(root, "mnist")
 
 
 def _search_dirs(root) -> list[Path]:
-    dirs = [Path(root).expanduser()] if root is not None else []
-    dirs += _env_dirs()
-    dirs += [_PACKAGE_PARENT / _SHARED_RELATIVE, Path.cwd() / _SHARED_RELATIVE]
-    dirs.append(default_download_dir(None))
-    unique, seen = [], set()
-    for d in dirs:
-        d = Path(os.path.normpath(os.path.abspath(d)))  # lexical: "repo/../shared" reads as "shared"
-        if os.path.normcase(d) not in seen:
-            seen.add(os.path.normcase(d))
-            unique.append(d)
-    return unique
+    return search_dirs(root, "mnist", _PACKAGE_PARENT)
 
 
 def _find_in(folder: Path, name: str) -> Path | None:
@@ -137,13 +110,7 @@ def _read_checked(path: Path) -> bytes:
     raw = path.read_bytes()
     gzipped = path.name.endswith(".gz")
     name = path.name[: -len(".gz")] if gzipped else path.name
-    expected = _MD5[name][0 if gzipped else 1]
-    actual = hashlib.md5(raw).hexdigest()
-    if actual != expected:
-        raise ValueError(
-            f"{path}: md5 {actual} does not match the expected md5 {expected} of the original MNIST file; "
-            "it is corrupt or not the original distribution (delete it and load again)"
-        )
+    check_md5(raw, _MD5[name][0 if gzipped else 1], path, "MNIST file")
     return gzip.decompress(raw) if gzipped else raw
 
 
@@ -177,28 +144,12 @@ def _download(split: str, folder: Path) -> None:
         for mirror in MNIST_MIRRORS:
             url = mirror + filename
             try:
-                _fetch(url, folder / filename, expected)
+                fetch(url, folder / filename, expected, _urlopen, _DOWNLOAD_TIMEOUT_S)
                 break
             except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, HTTPError are OSErrors
                 failures.append(f"{url}: {err}")
         else:
             raise RuntimeError(f"could not download {filename} from any mirror:\n  " + "\n  ".join(failures))
-
-
-def _fetch(url: str, target: Path, expected_md5: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        md5 = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, _urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            while chunk := response.read(_CHUNK_BYTES):
-                md5.update(chunk)
-                out.write(chunk)
-        if md5.hexdigest() != expected_md5:
-            raise ValueError(f"downloaded md5 {md5.hexdigest()} does not match the expected md5 {expected_md5}")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_mnist(split: str = "train", *, root=None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
