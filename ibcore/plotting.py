@@ -15,6 +15,7 @@ from .tables import group_by
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
     "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary", "suite_heatmap", "error_curves",
+    "gradient_phases",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -382,6 +383,31 @@ def suite_heatmap(records, *, ax=None, title: str | None = None, estimators: Seq
     ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=30, ha="right")
     fig.colorbar(im, ax=ax, shrink=0.6, label="(estimate - truth) / tolerance")
     ax.set_title(title or "which estimator solves which task (dot: solved)", fontsize=9)
+    return fig
+
+
+def gradient_phases(records, *, layer: int, ax=None, title: str | None = None, marks: dict | None = None):
+    """Shwartz-Ziv & Tishby (2017, Fig. 4) for one layer: the norm of the mean and of the standard deviation of the
+    minibatch gradients over each epoch (:class:`ibcore.sgd.GradientStats` records), both divided by the norm of
+    the weights, against the epoch on log axes; geometric means over networks, the band their spread (one standard
+    deviation of the logarithm). ``marks``: ``{label: epoch}`` drawn as vertical lines (e.g. the SNR boundary and
+    the start of compression)."""
+    recs = [r for r in records if r["layer"] == layer]
+    if not recs:
+        raise ValueError(f"no records of layer {layer}")
+    fig, ax = _figure(ax)
+    epochs = sorted({r["epoch"] for r in recs})
+    for key, label, colour in (("mean_norm", "||mean of gradients||", "tab:blue"),
+                               ("std_norm", "||std of gradients||", "tab:orange")):  # fmt: skip
+        logs = [[math.log(r[key] / r["weight_norm"]) for r in recs if r["epoch"] == e] for e in epochs]
+        m, sd = np.array([np.mean(v) for v in logs]), np.array([np.std(v) for v in logs])
+        ax.plot(epochs, np.exp(m), color=colour, label=label)
+        ax.fill_between(epochs, np.exp(m - sd), np.exp(m + sd), color=colour, alpha=0.2, lw=0)
+    for (label, epoch), style in zip((marks or {}).items(), ("--", ":", "-.")):
+        if epoch is not None:  # an epoch before the first recorded one (e.g. 0) is drawn at the axis' left end
+            ax.axvline(max(epoch, epochs[0]), color="k", ls=style, lw=1, label=f"{label} ({epoch})")
+    ax.set(xscale="log", yscale="log", xlabel="epoch", ylabel="norm / ||W||", title=title or f"layer {layer}",
+           xlim=(epochs[0], epochs[-1]))
     return fig
 
 

@@ -77,3 +77,21 @@ def test_suite_heatmap_and_error_curves_draw_every_task_and_estimator():
     assert math.isclose(ax.collections[0].get_paths()[0].vertices[:, 1].max(), 0.2)  # max(0.1, 0.1 * 2)
     with pytest.raises(ValueError, match="task"):
         plotting.error_curves(rs, x="n", task="uniform")
+
+
+def test_gradient_phases_draws_geometric_means_and_keeps_early_marks_on_the_axis():
+    import math
+
+    recs = [{"epoch": e, "layer": 1, "network": n, "mean_norm": m * (n + 1), "std_norm": 0.5 * (n + 1),
+             "weight_norm": 1.0, "snr": m / 0.5} for e, m in ((1, 4.0), (10, 2.0), (100, 0.1)) for n in range(2)]
+    fig = plotting.gradient_phases(recs, layer=1, marks={"SNR < 1": 100, "peak": 0, "none": None})
+    ax = fig.axes[0]
+    mean_line, std_line = ax.lines[:2]
+    # the geometric mean over the two networks of mean_norm / weight_norm: m * sqrt(1 * 2)
+    assert list(mean_line.get_ydata()) == pytest.approx([4 * math.sqrt(2), 2 * math.sqrt(2), 0.1 * math.sqrt(2)])
+    assert list(std_line.get_ydata()) == pytest.approx([0.5 * math.sqrt(2)] * 3)
+    marks = [line.get_xdata()[0] for line in ax.lines[2:]]
+    assert marks == [100, 1]  # epoch 0 drawn at the first recorded epoch; None not drawn
+    assert ax.get_xlim() == (1, 100)
+    with pytest.raises(ValueError, match="layer 2"):
+        plotting.gradient_phases(recs, layer=2)
