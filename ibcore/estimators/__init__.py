@@ -31,6 +31,7 @@ from .knn import KSG, KozachenkoLeonenko, WeightedKozachenkoLeonenko
 from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
+from .kde import KDEBound
 from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, TridiagMIENF
 from .copula import CopulaMI, normal_scores, uniform_ranks
@@ -66,6 +67,7 @@ __all__ = [
     "ExactMI",
     "ExactEntropy",
     "SamplePropagation",
+    "KDEBound",
     "GaussianMixtureEntropy",
     "MINE",
     "NWJ",

@@ -1,0 +1,90 @@
+"""The pairwise-distance (KDE) bounds against closed forms and a numerical integral of Gaussian mixtures."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.stats import norm
+
+from ibcore.estimators import KDEBound, SamplePropagation
+
+
+def _mixture_mi_1d(centres, s):
+    """I(X;T) of T = c_X + N(0, s^2), X uniform over the centres: H(T) by quadrature minus the Gaussian's entropy."""
+    c = np.asarray(centres, float)
+
+    def integrand(t):
+        p = norm.pdf(t, c, s).mean()
+        return -p * math.log(p) if p > 0 else 0.0
+
+    lo, hi = c.min() - 12 * s, c.max() + 12 * s
+    h_t, _ = integrate.quad(integrand, lo, hi, points=list(c), limit=500, epsabs=1e-12)
+    return h_t - 0.5 * math.log(2 * math.pi * math.e * s * s)
+
+
+@pytest.mark.parametrize("centres, s", [([0.0, 1.0], 1.0), ([0.0, 0.3, 2.0, 2.1], 0.5), ([-1.0, 0.0, 0.5, 3.0], 0.2),
+                                        (np.linspace(0, 1, 12).tolist(), 0.05)])
+def test_the_bounds_bracket_the_mixture_information(centres, s):
+    ids = list(range(len(centres)))
+    x = torch.tensor(centres, dtype=torch.float64)[:, None]
+    truth = _mixture_mi_1d(centres, s)
+    upper = KDEBound(noise_variance=s * s).estimate(x, ids).value
+    lower = KDEBound(noise_variance=s * s, distance="bhattacharyya").estimate(x, ids).value
+    assert lower <= truth + 1e-9 and truth <= upper + 1e-9, (lower, truth, upper)
+    assert upper <= math.log(len(centres)) + 1e-12
+
+
+def test_closed_forms_at_the_extremes():
+    n = 16
+    far = torch.arange(n, dtype=torch.float64)[:, None] * 100.0
+    for distance in ("kl", "bhattacharyya"):
+        r = KDEBound(noise_variance=1.0, distance=distance).estimate(far, range(n))
+        assert r.value == pytest.approx(math.log(n), abs=1e-12)  # distinct centres: ln N
+        same = KDEBound(noise_variance=1.0, distance=distance).estimate(torch.zeros(n, 3), range(n))
+        assert same.value == pytest.approx(0.0, abs=1e-12)  # one centre: nothing about X
+    # two well-separated Gaussians: the upper bound is exact in the limit, H(T) = H(N) + ln 2
+    r = KDEBound(noise_variance=1.0).estimate(torch.tensor([[0.0], [50.0]]), [0, 1])
+    assert r.diagnostics["h_t"] == pytest.approx(0.5 * math.log(2 * math.pi * math.e) + math.log(2), abs=1e-12)
+
+
+def test_upper_bound_is_above_sample_propagation_in_several_dimensions():
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(64, 3, generator=g, dtype=torch.float64)
+    ids = torch.arange(64)
+    sp = SamplePropagation(noise_std=0.5, n_mc=40000, seed=1).estimate(c, ids)
+    upper = KDEBound(noise_variance=0.25).estimate(c, ids).value
+    lower = KDEBound(noise_variance=0.25, distance="bhattacharyya").estimate(c, ids).value
+    assert lower - 4 * sp.std <= sp.value <= upper + 4 * sp.std, (lower, sp.value, sp.std, upper)
+
+
+def test_labels_give_the_difference_of_the_group_bounds_and_at_most_h_y():
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(200, 2, generator=g, dtype=torch.float64)
+    labels = (c[:, 0] > 0).long()  # the layer separates the classes along its first coordinate
+    r = KDEBound(noise_variance=0.01).estimate(c, labels)
+    share = torch.bincount(labels).double() / 200
+    h_y = float(-(share * share.log()).sum())
+    assert r.diagnostics["bound"] == pytest.approx(h_y) and 0.5 * h_y < r.value <= h_y + 1e-12
+    # the same value from the definitions: H(T) - sum_y p(y) H(T | Y = y), each term the mixture bound
+    h_t = r.diagnostics["h_t"]
+    parts = [KDEBound(noise_variance=0.01).estimate(c[labels == k], torch.zeros(int((labels == k).sum())))
+             for k in (0, 1)]
+    # a single group: value 0 and h_t the group's mixture bound
+    h_groups = sum(float(share[k]) * p.diagnostics["h_t"] for k, p in enumerate(parts))
+    assert r.value == pytest.approx(h_t - h_groups, abs=1e-10)
+    assert all(p.value == pytest.approx(0.0, abs=1e-12) for p in parts)
+    # labels unrelated to the layer, with noise wide enough for the centres to overlap: near zero. (With noise far
+    # below the centres' spacing every centre is its own input and Y a function of it: the mixture then carries
+    # H(Y) about any labels, which is what it is asked.)
+    shuffled = labels[torch.randperm(200, generator=g)]
+    assert abs(KDEBound(noise_variance=1.0).estimate(c, shuffled).value) < 0.05
+    assert KDEBound(noise_variance=1e-10).estimate(c, shuffled).value == pytest.approx(h_y, abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"noise_variance": 0.0}, "noise_variance"),
+                                          ({"noise_variance": float("nan")}, "noise_variance"),
+                                          ({"distance": "euclid"}, "distance")])
+def test_bad_settings_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        KDEBound(**kwargs).estimate(torch.zeros(4, 1), [0, 1, 2, 3])
