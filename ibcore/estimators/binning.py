@@ -24,7 +24,7 @@ from ._validation import as_samples, check_positive_int, check_same_length
 from .discrete import mi_from_codes, plugin_entropy, row_codes
 from .interface import EntropyEstimate, EntropyEstimator, MIEstimate, MIEstimator, register
 
-__all__ = ["Binning", "BinnedEntropy", "bin_codes", "resolve_bounds"]
+__all__ = ["Binning", "BinnedEntropy", "bin_codes", "mass_bin_codes", "resolve_bounds"]
 
 
 def resolve_bounds(t: torch.Tensor, bounds, name: str) -> tuple[float, float]:
@@ -47,6 +47,29 @@ def resolve_bounds(t: torch.Tensor, bounds, name: str) -> tuple[float, float]:
 
 
 ROUNDINGS = ("floor", "nearest")
+SPACINGS = ("width", "mass")
+
+
+def mass_bin_codes(t: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Equal-mass (adaptive) bin index of every entry of a 2-D float tensor: per column, the edges are the
+    ``k / n_bins`` quantiles of that column's values, so each bin holds about ``N / n_bins`` of them (the adaptive
+    binning of Saxe et al. 2018, App. C). Equal values share a bin, so a column with fewer than ``n_bins`` distinct
+    values has fewer bins. Invariant under any increasing map of a column."""
+    n_bins = check_positive_int(n_bins, "n_bins")
+    t = t.to(torch.float64)
+    n = t.shape[0]
+    ranks = torch.argsort(torch.argsort(t, dim=0, stable=True), dim=0, stable=True)  # 0..n-1 per column
+    idx = torch.div(ranks * n_bins, n, rounding_mode="floor")  # the bin of each rank
+    # equal values take the bin of the first of them (ties never straddle an edge)
+    order = torch.argsort(t, dim=0, stable=True)
+    sorted_t = torch.gather(t, 0, order)
+    sorted_idx = torch.gather(idx, 0, order)
+    new_value = torch.ones_like(sorted_t, dtype=torch.bool)
+    new_value[1:] = sorted_t[1:] != sorted_t[:-1]
+    first = torch.where(new_value, torch.arange(n, device=t.device)[:, None].expand_as(sorted_t), 0)
+    first = torch.cummax(first, dim=0).values
+    tied = torch.gather(sorted_idx, 0, first)
+    return torch.empty_like(idx).scatter_(0, order, tied)
 
 
 def bin_codes(t: torch.Tensor, *, n_bins=None, bin_width=None, bounds="layer", name: str = "x",
@@ -83,6 +106,14 @@ class _BinningParams:
         t = as_samples(x, name, keep_integer=True, device=getattr(self, "device", None))
         if not t.is_floating_point():
             return row_codes(t)
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {list(SPACINGS)}, got {self.spacing!r}")
+        if self.spacing == "mass":
+            if self.bin_width is not None or self.bounds != "layer" or self.rounding != "floor":
+                raise ValueError(f"spacing='mass' places the edges at the data's quantiles: it takes n_bins only, "
+                                 f"with bounds='layer' and rounding='floor' (got bin_width={self.bin_width!r}, "
+                                 f"bounds={self.bounds!r}, rounding={self.rounding!r})")  # fmt: skip
+            return row_codes(mass_bin_codes(t, self.n_bins))
         return row_codes(bin_codes(t, n_bins=self.n_bins, bin_width=self.bin_width, bounds=self.bounds, name=name,
                                    rounding=self.rounding))  # fmt: skip
 
@@ -104,6 +135,9 @@ class Binning(_BinningParams, MIEstimator):
         rounding: ``"floor"`` (equal bins) or ``"nearest"``: each value goes to the nearest of ``n_bins + 1``
             evenly spaced levels from the lower to the upper bound; ``Binning(n_bins=2**bits, bounds="layer",
             rounding="nearest")`` is the ``QuantizedEstimator(bounds="layer")`` of Lorenzen et al. (2022).
+        spacing: ``"width"`` (bins of equal width, as above) or ``"mass"``: ``n_bins`` equal-mass bins per
+            coordinate, their edges at the coordinate's quantiles (:func:`mass_bin_codes`; the adaptive binning of
+            Saxe et al. 2018), which no increasing map of a coordinate changes.
         device: Where to compute; ``None`` follows the data.
 
     Example:
@@ -117,9 +151,9 @@ class Binning(_BinningParams, MIEstimator):
     x_role = y_role = "any"
     bound = "ln min(occupied bins of x, occupied bins of y)"
 
-    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", device=None):
+    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", spacing="width", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
-        self.bounds, self.rounding = bounds, rounding
+        self.bounds, self.rounding, self.spacing = bounds, rounding, spacing
         self.device = device
 
     def _estimate(self, x, y, p) -> MIEstimate:
@@ -140,9 +174,9 @@ class BinnedEntropy(_BinningParams, EntropyEstimator):
 
     x_role = "any"
 
-    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", device=None):
+    def __init__(self, n_bins=None, bin_width=None, bounds="layer", rounding="floor", spacing="width", device=None):
         self.n_bins, self.bin_width = self._defaults(n_bins, bin_width)
-        self.bounds, self.rounding = bounds, rounding
+        self.bounds, self.rounding, self.spacing = bounds, rounding, spacing
         self.device = device
 
     def _estimate(self, x, p) -> EntropyEstimate:
