@@ -88,3 +88,23 @@ def test_labels_give_the_difference_of_the_group_bounds_and_at_most_h_y():
 def test_bad_settings_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         KDEBound(**kwargs).estimate(torch.zeros(4, 1), [0, 1, 2, 3])
+
+
+def test_it_measures_every_layer_in_the_information_plane():
+    # the KDE lens of Saxe et al. on the SZT network: I(X;T) <= ln 4096 and I(T;Y) <= H(Y) at every layer, and the
+    # first tanh layer of an untrained network keeps the inputs apart (near ln 4096) at Saxe et al.'s noise 1e-3
+    from ibcore.data import szt_dataset
+    from ibcore.infoplane import InformationPlane
+    from ibcore.nets import MLP, SZT_WIDTHS
+    from ibcore.training import fit
+
+    data = szt_dataset()
+    net = MLP(SZT_WIDTHS, "tanh", seeds=[0])
+    plane = InformationPlane(data.x, data.y, {"kde": KDEBound(noise_variance=1e-3)}, epochs=[0])
+    fit(net, (data.x[:256], data.y[:256]), epochs=0, batch_size=256, lr=1e-3, callbacks=[plane])
+    share = float(data.y.double().mean())
+    h_y = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+    assert len(plane.records) == len(SZT_WIDTHS) - 1
+    for r in plane.records:
+        assert r["i_xt"] <= math.log(4096) + 1e-9 and r["i_ty"] <= h_y + 1e-9, r
+    assert plane.records[0]["i_xt"] > math.log(4096) - 0.5

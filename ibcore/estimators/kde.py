@@ -86,7 +86,9 @@ class KDEBound(MIEstimator):
         0.6931
     """
 
-    x_role, y_role = "centres", "discrete"
+    # the layer's values as they are (a deterministic network, as Saxe et al. measure it), so that the information
+    # plane gives it the layers; the centres of a noisy network's replicas can be passed directly, with input ids
+    x_role, y_role = "continuous", "discrete"
     bound = "H(y), the plug-in entropy of the groups"
 
     def __init__(self, noise_variance: float = 1e-3, distance: str = "kl", device=None):
