@@ -108,3 +108,10 @@ def test_it_measures_every_layer_in_the_information_plane():
     for r in plane.records:
         assert r["i_xt"] <= math.log(4096) + 1e-9 and r["i_ty"] <= h_y + 1e-9, r
     assert plane.records[0]["i_xt"] > math.log(4096) - 0.5
+
+
+def test_huge_centres_are_far_apart_not_nan():
+    c = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    for scale in (1e200, 1e308 / 3):
+        r = KDEBound().estimate(c * scale, [0, 1, 2])
+        assert r.value == pytest.approx(math.log(3), abs=1e-12)

@@ -46,11 +46,17 @@ def _log_mean_kernels(c: torch.Tensor, codes: torch.Tensor, scale: float) -> tup
     n = c.shape[0]
     sizes = torch.bincount(codes).to(torch.float64)
     sq = (c * c).sum(1)
-    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    # |a|^2 + |b|^2 - 2 a.b (a matrix product, fast) unless the squares overflow (values beyond ~1e154); then the
+    # differences themselves, whose squares may be infinite (a kernel of 0) but never inf - inf
+    direct = not bool(torch.isfinite(sq).all())
+    chunk = max(1, _CHUNK_ELEMENTS // max(n * (c.shape[1] if direct else 1), 1))
     all_out, own_out = [], []
     for lo in range(0, n, chunk):
         rows = slice(lo, lo + chunk)
-        d2 = (sq[rows, None] + sq[None, :] - 2.0 * c[rows] @ c.T).clamp_min_(0.0)
+        if direct:
+            d2 = ((c[rows, None, :] - c[None, :, :]) ** 2).sum(-1)
+        else:
+            d2 = (sq[rows, None] + sq[None, :] - 2.0 * c[rows] @ c.T).clamp_min_(0.0)
         d2[torch.arange(d2.shape[0], device=c.device), torch.arange(lo, lo + d2.shape[0], device=c.device)] = 0.0
         logk = -scale * d2
         all_out.append(torch.logsumexp(logk, dim=1) - math.log(n))
