@@ -58,18 +58,14 @@ def mass_bin_codes(t: torch.Tensor, n_bins: int) -> torch.Tensor:
     n_bins = check_positive_int(n_bins, "n_bins")
     t = t.to(torch.float64)
     n = t.shape[0]
-    ranks = torch.argsort(torch.argsort(t, dim=0, stable=True), dim=0, stable=True)  # 0..n-1 per column
-    idx = torch.div(ranks * n_bins, n, rounding_mode="floor")  # the bin of each rank
-    # equal values take the bin of the first of them (ties never straddle an edge)
     order = torch.argsort(t, dim=0, stable=True)
     sorted_t = torch.gather(t, 0, order)
-    sorted_idx = torch.gather(idx, 0, order)
+    position = torch.arange(n, device=t.device)[:, None].expand_as(sorted_t)
+    # equal values take the position of the first of them (ties never straddle an edge), then the bin of that rank
     new_value = torch.ones_like(sorted_t, dtype=torch.bool)
     new_value[1:] = sorted_t[1:] != sorted_t[:-1]
-    first = torch.where(new_value, torch.arange(n, device=t.device)[:, None].expand_as(sorted_t), 0)
-    first = torch.cummax(first, dim=0).values
-    tied = torch.gather(sorted_idx, 0, first)
-    return torch.empty_like(idx).scatter_(0, order, tied)
+    first = torch.cummax(torch.where(new_value, position, 0), dim=0).values
+    return torch.empty_like(order).scatter_(0, order, torch.div(first * n_bins, n, rounding_mode="floor"))
 
 
 def bin_codes(t: torch.Tensor, *, n_bins=None, bin_width=None, bounds="layer", name: str = "x",

@@ -31,7 +31,7 @@ import math
 import torch
 
 from ._validation import as_samples, check_same_length, resolve_device
-from .discrete import row_codes
+from .discrete import plugin_entropy, row_codes
 from .interface import MIEstimate, MIEstimator, register
 
 __all__ = ["KDEBound"]
@@ -114,8 +114,7 @@ class KDEBound(MIEstimator):
         log_all, log_own = _log_mean_kernels(c, codes, scale)
         h_c = 0.5 * d * math.log(2 * math.pi * math.e * v)  # H(T | C): the Gaussian's entropy
         h_t, h_t_y = h_c - float(log_all.mean()), h_c - float(log_own.mean())
-        share = torch.bincount(codes).to(torch.float64) / n
-        h_y = float(-(share * share.log()).sum())
+        h_y, n_inputs = plugin_entropy(codes)
         return MIEstimate(h_t - h_t_y, n, self.name, self.get_params(),
-                          diagnostics={"h_t": h_t, "h_t_given_x": h_t_y, "n_inputs": int(codes.max()) + 1,
+                          diagnostics={"h_t": h_t, "h_t_given_x": h_t_y, "n_inputs": n_inputs,
                                        "bound": h_y})  # fmt: skip
