@@ -42,26 +42,47 @@ _CHUNK_ELEMENTS = 2**22  # float64 distances per chunk (32 MB)
 
 def _log_mean_kernels(c: torch.Tensor, codes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """For every centre i: ln(1/N sum_j exp(-scale |c_i - c_j|^2)) over all centres, and the same over the centres
-    of its own group, each an exact log-sum-exp in float64, in chunks of rows."""
+    of its own group, in float64, in chunks of rows.
+
+    No log-sum-exp shift is needed: the largest kernel of every row is its own, exp(0) = 1, so each sum lies in
+    [1, N] and the kernels that underflow to 0 weigh less than 1e-300 against it. Each chunk is three passes over
+    its kernels: one matrix product gives the exponents, one ``exp`` in place, one reduction (a sum, or for a few
+    groups a product with their indicator matrix); exponents below -700 are raised to it first (a kernel of 1e-304
+    instead of one that underflows, the same sums in float64)."""
     n = c.shape[0]
     sizes = torch.bincount(codes).to(torch.float64)
+    singletons = bool((sizes <= 1).all())  # every row its own group (input ids): its own kernel, ln 1 = 0
     sq = (c * c).sum(1)
-    # |a|^2 + |b|^2 - 2 a.b (a matrix product, fast) unless the squares overflow (values beyond ~1e154); then the
-    # differences themselves, whose squares may be infinite (a kernel of 0) but never inf - inf
-    direct = not bool(torch.isfinite(sq).all())
+    # -scale |a - b|^2 = [a, |a|^2, 1] . [2 scale b, -scale, -scale |b|^2] (one matrix product) unless the squares
+    # overflow (values beyond ~1e150); then the differences themselves, whose squares may be infinite (a kernel of 0)
+    # but never inf - inf
+    direct = not bool(torch.isfinite(sq * (2.0 * scale)).all())
+    if not direct:
+        left = torch.cat([c, sq[:, None], torch.ones_like(sq)[:, None]], dim=1)
+        right = torch.cat([2.0 * scale * c, torch.full_like(sq, -scale)[:, None], -scale * sq[:, None]], dim=1).T
+    few_groups = not singletons and len(sizes) <= 64
+    indicator = torch.nn.functional.one_hot(codes, len(sizes)).to(torch.float64) if few_groups else None
     chunk = max(1, _CHUNK_ELEMENTS // max(n * (c.shape[1] if direct else 1), 1))
     all_out, own_out = [], []
     for lo in range(0, n, chunk):
         rows = slice(lo, lo + chunk)
         if direct:
-            d2 = ((c[rows, None, :] - c[None, :, :]) ** 2).sum(-1)
+            logk = ((c[rows, None, :] - c[None, :, :]) ** 2).sum(-1).mul_(-scale)
         else:
-            d2 = (sq[rows, None] + sq[None, :] - 2.0 * c[rows] @ c.T).clamp_min_(0.0)
-        d2[torch.arange(d2.shape[0], device=c.device), torch.arange(lo, lo + d2.shape[0], device=c.device)] = 0.0
-        logk = -scale * d2
-        all_out.append(torch.logsumexp(logk, dim=1) - math.log(n))
-        same = codes[rows, None] == codes[None, :]
-        own_out.append(torch.logsumexp(logk.masked_fill_(~same, -math.inf), dim=1) - sizes[codes[rows]].log())
+            logk = left[rows] @ right
+        m = logk.shape[0]
+        logk[torch.arange(m, device=c.device), torch.arange(lo, lo + m, device=c.device)] = 0.0
+        # exp(-700) ~ 1e-304 adds nothing to a sum >= 1, and exp of underflowing arguments is a slow path (8x)
+        k = logk.clamp_min_(-700.0).exp_()
+        all_out.append(k.sum(1).log_() - math.log(n))
+        if singletons:
+            own_out.append(torch.zeros(m, dtype=k.dtype, device=c.device))
+            continue
+        if few_groups:
+            own = (k @ indicator).gather(1, codes[rows, None]).squeeze(1)
+        else:
+            own = k.masked_fill_(codes[rows, None] != codes[None, :], 0.0).sum(1)
+        own_out.append(own.log_() - sizes[codes[rows]].log())
     return torch.cat(all_out), torch.cat(own_out)
 
 
