@@ -278,6 +278,8 @@ class InformationPlane(_AtEpochs):
                 if self.uncertainty:
                     i_xt = [est_xt.estimate(ts, self.x_ids, **self.uncertainty) for ts in t]
                     i_ty = [est_ty.estimate(ts, self.y, **self.uncertainty) for ts in t]
+                elif est_xt is est_ty and getattr(est_xt, "shared_sides", False):  # both sides from one pass
+                    i_xt, i_ty = zip(*(est_xt.estimate_batch(ts, [self.x_ids, self.y]) for ts in t))
                 else:
                     i_xt = est_xt.estimate_batch(t, self.x_ids)
                     i_ty = est_ty.estimate_batch(t, self.y)

@@ -15,7 +15,7 @@ from .tables import group_by
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
     "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary", "suite_heatmap", "error_curves",
-    "gradient_phases",
+    "gradient_phases", "lens_grid",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -408,6 +408,61 @@ def gradient_phases(records, *, layer: int, ax=None, title: str | None = None, m
             ax.axvline(max(epoch, epochs[0]), color="k", ls=style, lw=1, label=f"{label} ({epoch})")
     ax.set(xscale="log", yscale="log", xlabel="epoch", ylabel="norm / ||W||", title=title or f"layer {layer}",
            xlim=(epochs[0], epochs[-1]))
+    return fig
+
+
+_VERDICT_MARKS = {"compresses": "\u2193", "does not": "\u2014", "cannot tell": "?"}  # down arrow, dash, ?
+
+
+def lens_grid(runs, *, lenses: Sequence[str], layers: Sequence[int], unit: str = "bits", verdicts=None,
+              value: str = "i_xt", lens_labels: dict | None = None, panel_size: tuple = (2.2, 1.7)):  # fmt: skip
+    """Small multiples of the compression debate: rows = lenses, columns = layers, one curve per setting (mean over
+    networks against the epoch, log axis; the band one standard deviation). ``runs``: ``{setting: records}`` as
+    :func:`ibcore.lenses.verdict_table` takes them; ``verdicts``: its rows, marked in each panel beside the setting
+    (an arrow down: compresses, a dash: does not, ?: cannot tell). A lens without records of a layer leaves its
+    panel empty. Each row has its own y-axis (lenses measure on different scales); ``lens_labels`` renames the
+    rows."""
+    k = _scale(unit)
+    if not lenses or not layers:
+        raise ValueError(f"lenses and layers must not be empty, got {list(lenses)} and {list(layers)}")
+    marks = {(r["setting"], r["lens"], r["layer"]): r["verdict"] for r in (verdicts or [])}
+    fig, axes = plt.subplots(len(lenses), len(layers), squeeze=False, sharex=True, sharey="row",
+                             figsize=(panel_size[0] * len(layers) + 0.8, panel_size[1] * len(lenses) + 0.6))
+    colours = dict(zip(runs, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for i, lens in enumerate(lenses):
+        for j, layer in enumerate(layers):
+            ax, notes = axes[i][j], []
+            for setting, records in runs.items():
+                recs = select(records, estimator=lens, layer=layer)
+                if not recs:
+                    continue
+                agg = aggregate(recs, value, by=("epoch",))
+                ep = np.array([key[0] for key in agg])
+                m = np.array([v["mean"] for v in agg.values()]) * k
+                sd = np.array([v["std"] for v in agg.values()]) * k
+                x = np.maximum(ep, 1)
+                ax.plot(x, m, color=colours[setting], lw=1.2, label=setting)
+                ax.fill_between(x, m - sd, m + sd, color=colours[setting], alpha=0.2, lw=0)
+                verdict = marks.get((setting, lens, layer))
+                if verdict is not None:
+                    notes.append((setting, _VERDICT_MARKS.get(verdict, "?")))
+            for n, (setting, mark) in enumerate(notes):
+                ax.text(0.97, 0.05 + 0.16 * n, f"{setting} {mark}", transform=ax.transAxes, ha="right", va="bottom",
+                        fontsize=7, color=colours[setting], bbox={"boxstyle": "round,pad=0.15", "fc": "white",
+                                                                  "ec": "none", "alpha": 0.8})  # fmt: skip
+            if not notes and not ax.lines:
+                ax.set_axis_off()
+            ax.set_xscale("log")
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.set_title(f"T{layer}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{(lens_labels or {}).get(lens, lens)}\n[{unit}]", fontsize=8)
+            if i == len(lenses) - 1:
+                ax.set_xlabel("epoch", fontsize=8)
+    handles = [plt.Line2D([], [], color=c, label=s) for s, c in colours.items()]
+    fig.legend(handles=handles, loc="upper center", fontsize=8, ncol=len(handles), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 

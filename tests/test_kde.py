@@ -115,3 +115,40 @@ def test_huge_centres_are_far_apart_not_nan():
     for scale in (1e200, 1e308 / 3):
         r = KDEBound().estimate(c * scale, [0, 1, 2])
         assert r.value == pytest.approx(math.log(3), abs=1e-12)
+
+
+@pytest.mark.parametrize("distance", ["kl", "bhattacharyya"])
+def test_one_pass_for_several_groupings_gives_the_separate_estimates(distance):
+    # estimate_batch(layer, [ids, labels, many groups]) shares the kernels; the numbers must be the separate ones
+    g = torch.Generator().manual_seed(3)
+    t = torch.tanh(2 * torch.randn(700, 3, generator=g))
+    ids, labels, many = torch.arange(700), torch.randint(0, 2, (700,), generator=g), torch.randint(0, 90, (700,),
+                                                                                                   generator=g)
+    k = KDEBound(noise_variance=0.01, distance=distance)
+    shared = k.estimate_batch(t, [ids, labels, many])
+    for r, y in zip(shared, (ids, labels, many)):
+        alone = k.estimate(t, y)
+        assert r.value == pytest.approx(alone.value, rel=1e-12, abs=1e-12)
+        assert r.diagnostics["n_inputs"] == alone.diagnostics["n_inputs"]
+    with pytest.raises(ValueError, match=r"y\[1\]"):
+        k.estimate_batch(t, [ids, labels[:5]])
+
+
+def test_the_information_plane_takes_both_sides_from_one_pass():
+    # one KDEBound for both sides (the shared pass) against two separate objects (one estimate per side)
+    from ibcore.infoplane import InformationPlane
+    from ibcore.nets import MLP
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    net = MLP((4, 5, 3, 2), "tanh", seeds=[0, 1])
+    state = type("S", (), {"epoch": 0, "model": net})()
+    one, two = KDEBound(noise_variance=0.01), (KDEBound(noise_variance=0.01), KDEBound(noise_variance=0.01))
+    planes = [InformationPlane(x, y, {"kde": est}, epochs=[0]) for est in (one, two)]
+    for plane in planes:
+        plane.on_epoch_end(state)
+    assert len(planes[0].records) == 2 * 3
+    for a, b in zip(*(p.records for p in planes)):
+        assert (a["model"], a["layer"]) == (b["model"], b["layer"])
+        assert a["i_xt"] == pytest.approx(b["i_xt"], rel=1e-12) and a["i_ty"] == pytest.approx(b["i_ty"], rel=1e-12)

@@ -95,3 +95,29 @@ def test_gradient_phases_draws_geometric_means_and_keeps_early_marks_on_the_axis
     assert ax.get_xlim() == (1, 100)
     with pytest.raises(ValueError, match="layer 2"):
         plotting.gradient_phases(recs, layer=2)
+
+
+def test_lens_grid_draws_one_curve_per_setting_and_marks_the_verdicts():
+    import math
+
+    import numpy as np
+
+    from ibcore.lenses import verdict_table
+
+    def recs(lens, layer, values, models=3):
+        return [{"estimator": lens, "layer": layer, "epoch": e, "model": m, "i_xt": v + 0.01 * m}
+                for m in range(models) for e, v in zip((0, 10, 100), values)]  # fmt: skip
+
+    runs = {"tanh": recs("a", 1, (1, 3, 1)) + recs("a", 2, (1, 2, 2)) + recs("b", 1, (1, 1, 1)),
+            "relu": recs("a", 1, (1, 2, 3))}  # no lens "b" and no layer 2: empty panels
+    table = verdict_table(runs, ["a", "b"])
+    fig = plotting.lens_grid(runs, lenses=["a", "b"], layers=[1, 2], verdicts=table, unit="nats")
+    axes = np.array(fig.axes[:4]).reshape(2, 2)
+    assert len(axes[0, 0].lines) == 2 and len(axes[0, 1].lines) == 1 and len(axes[1, 0].lines) == 1
+    assert not axes[1, 1].axison  # lens "b" never measured layer 2
+    marks = sorted(t.get_text() for t in axes[0, 0].texts)
+    assert marks == ["relu \u2014", "tanh \u2193"]
+    peak = max(axes[0, 0].lines[0].get_ydata())
+    assert math.isclose(peak, 3.01)  # mean over networks, in nats
+    with pytest.raises(ValueError, match="lenses and layers must not be empty"):
+        plotting.lens_grid(runs, lenses=[], layers=[1])

@@ -40,18 +40,22 @@ DISTANCES = ("kl", "bhattacharyya")
 _CHUNK_ELEMENTS = 2**22  # float64 distances per chunk (32 MB)
 
 
-def _log_mean_kernels(c: torch.Tensor, codes: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every centre i: ln(1/N sum_j exp(-scale |c_i - c_j|^2)) over all centres, and the same over the centres
-    of its own group, in float64, in chunks of rows.
+def _log_mean_kernels(c: torch.Tensor, groupings: list[torch.Tensor], scale: float) -> tuple[torch.Tensor, list]:
+    """For every centre i: ln(1/N sum_j exp(-scale |c_i - c_j|^2)) over all centres, and for each grouping of the
+    rows (dense codes) the same over the centres of its own group; float64, in chunks of rows, one pass over the
+    kernels for all groupings.
 
     No log-sum-exp shift is needed: the largest kernel of every row is its own, exp(0) = 1, so each sum lies in
     [1, N] and the kernels that underflow to 0 weigh less than 1e-300 against it. Each chunk is three passes over
-    its kernels: one matrix product gives the exponents, one ``exp`` in place, one reduction (a sum, or for a few
-    groups a product with their indicator matrix); exponents below -700 are raised to it first (a kernel of 1e-304
-    instead of one that underflows, the same sums in float64)."""
+    its kernels: one matrix product gives the exponents, one ``exp`` in place, one reduction per grouping (a sum, or
+    for a few groups a product with their indicator matrix); exponents below -700 are raised to it first (a kernel
+    of 1e-304 instead of one that underflows, the same sums in float64)."""
     n = c.shape[0]
-    sizes = torch.bincount(codes).to(torch.float64)
-    singletons = bool((sizes <= 1).all())  # every row its own group (input ids): its own kernel, ln 1 = 0
+    sizes = [torch.bincount(codes).to(torch.float64) for codes in groupings]
+    # every row its own group (input ids): its own kernel, ln 1 = 0; a few groups: an indicator matrix
+    kinds = ["singletons" if bool((sz <= 1).all()) else "few" if len(sz) <= 64 else "many" for sz in sizes]
+    indicators = [torch.nn.functional.one_hot(codes, len(sz)).to(torch.float64) if kind == "few" else None
+                  for codes, sz, kind in zip(groupings, sizes, kinds)]  # fmt: skip
     sq = (c * c).sum(1)
     # -scale |a - b|^2 = [a, |a|^2, 1] . [2 scale b, -scale, -scale |b|^2] (one matrix product) unless the squares
     # overflow (values beyond ~1e150); then the differences themselves, whose squares may be infinite (a kernel of 0)
@@ -60,10 +64,8 @@ def _log_mean_kernels(c: torch.Tensor, codes: torch.Tensor, scale: float) -> tup
     if not direct:
         left = torch.cat([c, sq[:, None], torch.ones_like(sq)[:, None]], dim=1)
         right = torch.cat([2.0 * scale * c, torch.full_like(sq, -scale)[:, None], -scale * sq[:, None]], dim=1).T
-    few_groups = not singletons and len(sizes) <= 64
-    indicator = torch.nn.functional.one_hot(codes, len(sizes)).to(torch.float64) if few_groups else None
     chunk = max(1, _CHUNK_ELEMENTS // max(n * (c.shape[1] if direct else 1), 1))
-    all_out, own_out = [], []
+    all_out, own_out = [], [[] for _ in groupings]
     for lo in range(0, n, chunk):
         rows = slice(lo, lo + chunk)
         if direct:
@@ -72,18 +74,18 @@ def _log_mean_kernels(c: torch.Tensor, codes: torch.Tensor, scale: float) -> tup
             logk = left[rows] @ right
         m = logk.shape[0]
         logk[torch.arange(m, device=c.device), torch.arange(lo, lo + m, device=c.device)] = 0.0
-        # exp(-700) ~ 1e-304 adds nothing to a sum >= 1, and exp of underflowing arguments is a slow path (8x)
-        k = logk.clamp_min_(-700.0).exp_()
+        k = logk.clamp_min_(-700.0).exp_()  # exp of underflowing arguments is a slow path (8x)
         all_out.append(k.sum(1).log_() - math.log(n))
-        if singletons:
-            own_out.append(torch.zeros(m, dtype=k.dtype, device=c.device))
-            continue
-        if few_groups:
-            own = (k @ indicator).gather(1, codes[rows, None]).squeeze(1)
-        else:
-            own = k.masked_fill_(codes[rows, None] != codes[None, :], 0.0).sum(1)
-        own_out.append(own.log_() - sizes[codes[rows]].log())
-    return torch.cat(all_out), torch.cat(own_out)
+        for out, codes, sz, kind, ind in zip(own_out, groupings, sizes, kinds, indicators):
+            if kind == "singletons":
+                out.append(torch.zeros(m, dtype=k.dtype, device=c.device))
+                continue
+            if kind == "few":
+                own = (k @ ind).gather(1, codes[rows, None]).squeeze(1)
+            else:
+                own = torch.where(codes[rows, None] == codes[None, :], k, 0.0).sum(1)
+            out.append(own.log_() - sz[codes[rows]].log())
+    return torch.cat(all_out), [torch.cat(out) for out in own_out]
 
 
 @register("kde")
@@ -102,6 +104,8 @@ class KDEBound(MIEstimator):
     upper bound on I(X;T), the ``bhattacharyya`` one a lower bound; with groups it is the difference of two bounds.
     ``diagnostics``: ``h_t`` and ``h_t_given_x`` (the bounds on H(T) and on H(T | Y), nats), ``n_inputs`` (groups
     of ``y``) and ``bound`` (the plug-in entropy of ``y``, which the estimate cannot exceed).
+    ``estimate_batch(x, [y1, y2, ...])`` with one ``x``: every estimate from one pass over the kernels of ``x``
+    (about the cost of one), the same numbers as separate estimates.
 
     Example:
         >>> import torch
@@ -117,25 +121,43 @@ class KDEBound(MIEstimator):
     # plane gives it the layers; the centres of a noisy network's replicas can be passed directly, with input ids
     x_role, y_role = "continuous", "discrete"
     bound = "H(y), the plug-in entropy of the groups"
+    # estimate_batch(layer, [ids, labels]) gives both sides from one pass over the kernels (the information plane
+    # asks for it when one KDEBound measures both sides)
+    shared_sides = True
 
     def __init__(self, noise_variance: float = 1e-3, distance: str = "kl", device=None):
         self.noise_variance, self.distance, self.device = noise_variance, distance, device
 
     def _estimate(self, x, y, p) -> MIEstimate:
+        return self._shared(x, [y], ["y"])[0]
+
+    def _estimate_batch(self, xs, ys, ps, s) -> list[MIEstimate]:
+        if len(xs) == 1 and len(ys) > 1:  # one layer, several groupings (input ids and labels): one kernel pass
+            return self._shared(xs[0], ys, [f"y[{j}]" for j in range(len(ys))])
+        return super()._estimate_batch(xs, ys, ps, s)
+
+    def _shared(self, x, ys, names) -> list[MIEstimate]:
         v = self.noise_variance
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
             raise ValueError(f"noise_variance must be a positive finite number, got {v!r}")
         if self.distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
         c = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
-        codes = row_codes(as_samples(y, "y", keep_integer=True, device=c.device))
-        check_same_length(c, codes)
+        groupings = []
+        for y, name in zip(ys, names):
+            codes = row_codes(as_samples(y, name, keep_integer=True, device=c.device))
+            check_same_length(c, codes, ("x", name))
+            groupings.append(codes)
         n, d = c.shape
         scale = 1.0 / ((2.0 if self.distance == "kl" else 8.0) * v)
-        log_all, log_own = _log_mean_kernels(c, codes, scale)
+        log_all, log_own = _log_mean_kernels(c, groupings, scale)
         h_c = 0.5 * d * math.log(2 * math.pi * math.e * v)  # H(T | C): the Gaussian's entropy
-        h_t, h_t_y = h_c - float(log_all.mean()), h_c - float(log_own.mean())
-        h_y, n_inputs = plugin_entropy(codes)
-        return MIEstimate(h_t - h_t_y, n, self.name, self.get_params(),
-                          diagnostics={"h_t": h_t, "h_t_given_x": h_t_y, "n_inputs": n_inputs,
-                                       "bound": h_y})  # fmt: skip
+        h_t = h_c - float(log_all.mean())
+        out = []
+        for codes, own in zip(groupings, log_own):
+            h_t_y = h_c - float(own.mean())
+            h_y, n_inputs = plugin_entropy(codes)
+            out.append(MIEstimate(h_t - h_t_y, n, self.name, self.get_params(),
+                                  diagnostics={"h_t": h_t, "h_t_given_x": h_t_y, "n_inputs": n_inputs,
+                                               "bound": h_y}))  # fmt: skip
+        return out
