@@ -168,3 +168,17 @@ def test_a_batch_of_other_sides_equals_separate_estimates(device):
     two = est.estimate_batch(np.stack([c, 2 * c]), ids)
     assert [r.value for r in two] == pytest.approx([est.estimate(c, ids).value, est.estimate(2 * c, ids).value],
                                                    abs=1e-12)
+
+
+def test_fast_row_logsumexp_equals_torch_including_underflow_and_empty_rows():
+    from ibcore.estimators.sp import _logsumexp_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 500, generator=g, dtype=torch.float64) * 3000  # most terms far below each row's largest
+    x[3] = -math.inf  # a row with no mass
+    x[4, :7] = -math.inf
+    x[5] = torch.linspace(-5, 0, 500, dtype=torch.float64)  # no term below the floor: the plain sum
+    a, b = torch.logsumexp(x, dim=1), _logsumexp_rows(x)
+    assert torch.equal(torch.isneginf(a), torch.isneginf(b)) and bool(torch.isneginf(b[3]))
+    finite = torch.isfinite(a)
+    assert torch.allclose(a[finite], b[finite], rtol=1e-14, atol=1e-12)

@@ -99,6 +99,18 @@ def _mc_points(c: torch.Tensor, n_mc: int, noise_std: float, generator: torch.Ge
 _BLOCK_GROUPS = 16  # a partition with at most this many groups is read off the full distance pass
 
 
+def _logsumexp_rows(x: torch.Tensor) -> torch.Tensor:
+    """``torch.logsumexp(x, dim=1)`` to float rounding, faster on mixture kernels: with a narrow noise most terms
+    lie thousands below the row's largest, and ``exp`` of arguments that underflow takes a slow path (about 8x).
+    Terms more than 700 below the largest are raised to that (each then weighs e^-700 ~ 1e-304 against the largest
+    term's 1: the sum is unchanged in float64). Rows that are all -inf stay -inf."""
+    m = x.amax(1, keepdim=True)
+    finite = torch.isfinite(m)
+    shift = torch.where(finite, m, torch.zeros_like(m))
+    out = (x - shift).clamp_min_(-700.0).exp_().sum(1, keepdim=True).log_() + shift
+    return torch.where(finite, out, m).squeeze(1)
+
+
 def _log_densities(t, c, noise_std, partitions=(), points=None):
     """log p(t) under the mixture of all centres, and log p(t | group) for each partition of the centres.
 
@@ -142,9 +154,9 @@ def _log_densities(t, c, noise_std, partitions=(), points=None):
             d2 = torch.addmm(c_sq + (tc * tc).sum(1, keepdim=True), tc, c_t, alpha=-2.0).clamp_min_(0.0)  # one pass
             logk = d2.mul_(-0.5 / noise_std**2)
         if block is None:
-            out.append(torch.logsumexp(logk, dim=1))
+            out.append(_logsumexp_rows(logk))
             continue
-        per_group = torch.stack([torch.logsumexp(logk[:, a:b], dim=1) for a, b in bounds], dim=1)
+        per_group = torch.stack([_logsumexp_rows(logk[:, a:b]) for a, b in bounds], dim=1)
         out.append(torch.logsumexp(per_group, dim=1))
         out_block.append(per_group.gather(1, partitions[block][0][lo : lo + chunk].unsqueeze(1)).squeeze(1))
     log_p = torch.cat(out) - math.log(k) + norm
@@ -185,7 +197,7 @@ def _group_log_density(t, groups_t, c, groups_c, sizes, noise_std, norm, points=
         else:
             d2 = ((t[lo : lo + chunk].unsqueeze(1) - sorted_c[idx]) ** 2).sum(-1)
             logk = (-d2 / (2.0 * noise_std**2)).masked_fill_(~valid, -math.inf)
-        out.append(torch.logsumexp(logk, dim=1) - sizes[g].to(torch.float64).log() + norm)
+        out.append(_logsumexp_rows(logk) - sizes[g].to(torch.float64).log() + norm)
     return torch.cat(out)
 
 
