@@ -106,7 +106,9 @@ class InformationPlane(_AtEpochs):
     propagation) get the network's :meth:`~ibcore.nets.MLP.centres` (``replicas`` noisy propagations per input for
     layers 2 and deeper, the ids and labels repeated to match; the hidden layers only), every other estimator the
     layers themselves, ``model.layers(x)``. Estimators that batch (``batched``) measure every stacked network, or
-    both sides, in one pass.
+    both sides, in one pass; any other estimator that measures both sides is asked for both in one call per network
+    (``estimate_batch(layer, [ids, labels])``), which the default makes two estimates and which an estimator may
+    serve from one pass (:class:`~ibcore.estimators.KDEBound`).
 
     Arguments:
         x: Network inputs ``(N, d)`` on which the layers are measured (e.g. all 4096 SZT inputs).
@@ -278,7 +280,7 @@ class InformationPlane(_AtEpochs):
                 if self.uncertainty:
                     i_xt = [est_xt.estimate(ts, self.x_ids, **self.uncertainty) for ts in t]
                     i_ty = [est_ty.estimate(ts, self.y, **self.uncertainty) for ts in t]
-                elif est_xt is est_ty and getattr(est_xt, "shared_sides", False):  # both sides from one pass
+                elif est_xt is est_ty and not est_xt.batched:  # both sides in one call (one pass where it can)
                     i_xt, i_ty = zip(*(est_xt.estimate_batch(ts, [self.x_ids, self.y]) for ts in t))
                 else:
                     i_xt = est_xt.estimate_batch(t, self.x_ids)

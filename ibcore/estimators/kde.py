@@ -121,9 +121,6 @@ class KDEBound(MIEstimator):
     # plane gives it the layers; the centres of a noisy network's replicas can be passed directly, with input ids
     x_role, y_role = "continuous", "discrete"
     bound = "H(y), the plug-in entropy of the groups"
-    # estimate_batch(layer, [ids, labels]) gives both sides from one pass over the kernels (the information plane
-    # asks for it when one KDEBound measures both sides)
-    shared_sides = True
 
     def __init__(self, noise_variance: float = 1e-3, distance: str = "kl", device=None):
         self.noise_variance, self.distance, self.device = noise_variance, distance, device
