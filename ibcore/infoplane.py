@@ -71,8 +71,12 @@ def layer_information(
             hi = max(float(t.max()) for t in layers)
             est = est.clone(bounds=(lo, hi))
         for i, t in enumerate(layers, start=1):
-            out.append({"layer": i, "estimator": label,
-                        **record(est.estimate(t, x, **kw), est.estimate(t, y, **kw), details)})  # fmt: skip
+            # both sides in one call where no interval is asked for (a binning estimator bins the layer once)
+            if kw:
+                i_xt, i_ty = est.estimate(t, x, **kw), est.estimate(t, y, **kw)
+            else:
+                i_xt, i_ty = est.estimate_batch(t, [x, y])
+            out.append({"layer": i, "estimator": label, **record(i_xt, i_ty, details)})
     return out
 
 

@@ -118,7 +118,7 @@ SCRIPT = textwrap.dedent("""
     d = szt_dataset(); tr, te = szt_split()
     net = MLP(SZT_WIDTHS, "relu", seeds=[0, 1, 2], noise_std=0.05)
     run = train_and_track(net, (d.x[tr], d.y[tr]), {"bins": Binning(n_bins=30)}, measure_on=(d.x, d.y),
-                          at=range(0, 61, 3), splits={"test": (d.x[te], d.y[te])}, epochs=60, batch_size=64,
+                          at=range(0, 61, 3), splits={"test": (d.x[te], d.y[te])}, epochs=60, batch_size=256,
                           lr=1e-3, seed=1, checkpoint=sys.argv[2] or None, checkpoint_every=2, name="k")
     out = {"plane": run["plane"], "metrics": run["metrics"], "losses": run["state"].losses,
            "resumed_from": run["state"].resumed_from,

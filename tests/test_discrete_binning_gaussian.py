@@ -142,6 +142,29 @@ def test_binning_with_distinct_inputs_gives_binned_entropy():
     assert Binning(n_bins=1).estimate(ids, t).value == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_layer_paired_with_ids_and_labels_is_binned_once_with_the_values_of_separate_estimates(monkeypatch):
+    from ibcore.infoplane import layer_information
+
+    g = torch.Generator().manual_seed(3)
+    layers = [torch.relu(torch.randn(600, w, generator=g)) * 2 for w in (6, 3)]
+    ids, y = torch.arange(600), torch.randint(0, 4, (600,), generator=g)
+    est = Binning(n_bins=12, bounds="layer")
+    calls = []
+    codes = Binning._codes
+    monkeypatch.setattr(Binning, "_codes", lambda self, x, name: calls.append(name) or codes(self, x, name))
+    pair = est.estimate_batch(layers[0], [ids, y])
+    assert calls == ["x", "y", "y"]  # the layer once, then each partner
+    assert [r.value for r in pair] == [est.estimate(layers[0], ids).value, est.estimate(layers[0], y).value]
+    stacked = est.estimate_batch(torch.stack([layers[0][:, :3], layers[1]]), ids)
+    assert [r.value for r in stacked] == [est.estimate(layers[0][:, :3], ids).value, est.estimate(layers[1], ids).value]
+    # the information plane with shared (global) bounds: one call per layer, the values of one estimate per side
+    rows = layer_information(layers, ids, y, {"b": est}, shared_bounds=True, details=False)
+    hi = max(float(t.max()) for t in layers)
+    shared = est.clone(bounds=(0.0, hi))
+    assert [(r["i_xt"], r["i_ty"]) for r in rows] == [
+        (shared.estimate(t, ids).value, shared.estimate(t, y).value) for t in layers]
+
+
 def test_bin_width_bins_are_anchored_at_the_lower_bound():
     t = torch.tensor([[0.0], [0.49], [0.5], [1.7]])
     assert bin_codes(t, bin_width=0.5, bounds=(0, 2)).flatten().tolist() == [0, 0, 1, 3]
