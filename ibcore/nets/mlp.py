@@ -18,13 +18,23 @@ from .. import quantization
 from ..quantization import RunningRange, check_bits, fake_quantize
 from .common import ACTIVATIONS, _gaussian_noise
 
-__all__ = ["MLP", "SZT_WIDTHS"]
+__all__ = ["MLP", "MNIST_WIDTHS", "SZT_WIDTHS"]
 
 #: Fixed output ranges of the activations whose range is known; the others use a running range when quantized.
 _FIXED_RANGES = {"tanh": (-1.0, 1.0)}
 
 #: The SZT network of Shwartz-Ziv & Tishby (2017): 12 inputs, hidden 10-7-5-4-3, 2-way softmax output.
 SZT_WIDTHS = (12, 10, 7, 5, 4, 3, 2)
+
+#: The fully connected MNIST networks of Lorenzen, Igel & Nielsen (ICLR 2022), by the names their code registers
+#: (``IB/models``: MNIST-Bottleneck-2, -Bottleneck-4, -HourGlass, -4x10): 784 inputs, ReLU hidden layers (their
+#: ``quantize.py`` trains every MNIST network with ReLU), a 10-way softmax output.
+MNIST_WIDTHS = {
+    "bottleneck-2": (784, 16, 8, 4, 2, 10),
+    "bottleneck-4": (784, 16, 12, 8, 4, 10),
+    "hourglass": (784, 16, 8, 4, 2, 4, 8, 10),
+    "4x10": (784, 10, 10, 10, 10, 10),
+}
 
 _INITS = ("truncated_normal", "glorot_uniform", "torch_default")
 
