@@ -80,10 +80,10 @@ def information_plane(records, *, estimator: str, unit: str = "bits", ax=None, t
 def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "bits", ax=None,
                  title: str | None = None, hline: float | None = None, hline_label: str | None = None,
                  intervals: bool = True):  # fmt: skip
-    """One quantity (``"i_xt"`` or ``"i_ty"``) per layer against the epoch (log axis), mean +- std over seeds (a
-    shaded band). With ``intervals`` and records that carry confidence intervals (``"i_xt_ci"``, estimated with
-    ``ci``), the mean over seeds of their ends is drawn as thin dotted lines: the estimator's own uncertainty, beside
-    the spread over networks."""
+    """One quantity (``"i_xt"`` or ``"i_ty"``) per layer against the epoch (log axis above epoch 1, epoch 0 at 0), mean
+    +- std over seeds (a shaded band). With ``intervals`` and records that carry confidence intervals
+    (``"i_xt_ci"``, estimated with ``ci``), the mean over seeds of their ends is drawn as thin dotted lines: the
+    estimator's own uncertainty, beside the spread over networks."""
     recs = select(records, estimator=estimator)
     if not recs:
         raise ValueError(f"no records with estimator={estimator!r}")
@@ -94,18 +94,16 @@ def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "b
         ep = np.array([key[1] for key in agg if key[0] == l])
         m = np.array([agg[(l, e)]["mean"] for e in ep]) * k
         s = np.array([agg[(l, e)]["std"] for e in ep]) * k
-        x = np.maximum(ep, 1)  # epoch 0 (the initialisation) drawn at 1 on the log axis
-        (line,) = ax.plot(x, m, label=f"T{l}")
-        ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+        (line,) = ax.plot(ep, m, label=f"T{l}")
+        ax.fill_between(ep, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
         rows = [r for r in recs if r["layer"] == l]
         if intervals and rows and all(r.get(f"{value}_ci") for r in rows):
             for end in (0, 1):
                 ci = aggregate([{**r, "_ci": r[f"{value}_ci"][end]} for r in rows], "_ci", by=("epoch",))
-                ax.plot(x, np.array([ci[(e,)]["mean"] for e in ep]) * k, ":", color=line.get_color(), lw=0.8)
+                ax.plot(ep, np.array([ci[(e,)]["mean"] for e in ep]) * k, ":", color=line.get_color(), lw=0.8)
     if hline is not None:
         ax.axhline(hline, color="k", ls=":", lw=1, label=hline_label)
-    ax.set_xscale("log")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel(f"{'I(X;T)' if value == 'i_xt' else 'I(T;Y)'} [{unit}]")
     ax.set_title(title or estimator)
     return fig
@@ -113,19 +111,19 @@ def layer_curves(records, *, estimator: str, value: str = "i_xt", unit: str = "b
 
 def training_curves(records, *, value: str = "accuracy", ax=None, title: str | None = None, hline=None,
                     hline_label: str | None = None):  # fmt: skip
-    """Loss or accuracy per split against the epoch (log axis), mean +- std over seeds (records of ``Metrics``)."""
+    """Loss or accuracy per split against the epoch (the axis of :func:`layer_curves`), mean +- std over seeds (records
+    of ``Metrics``)."""
     fig, ax = _figure(ax)
     for split in sorted({r["split"] for r in records}):
         agg = aggregate(select(records, split=split), value, by=("epoch",))
         ep = np.array([key[0] for key in agg])
         m = np.array([agg[(e,)]["mean"] for e in ep])
         s = np.array([agg[(e,)]["std"] for e in ep])
-        (line,) = ax.plot(np.maximum(ep, 1), m, label=split)
-        ax.fill_between(np.maximum(ep, 1), m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+        (line,) = ax.plot(ep, m, label=split)
+        ax.fill_between(ep, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
     if hline is not None:
         ax.axhline(hline, color="k", ls=":", lw=1, label=hline_label)
-    ax.set_xscale("log")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
     ax.set_ylabel(value)
     ax.set_title(title or value)
     ax.legend(fontsize=8)
@@ -417,11 +415,11 @@ _VERDICT_MARKS = {"compresses": "\u2193", "does not": "\u2014", "cannot tell": "
 def lens_grid(runs, *, lenses: Sequence[str], layers: Sequence[int], unit: str = "bits", verdicts=None,
               value: str = "i_xt", lens_labels: dict | None = None, panel_size: tuple = (2.2, 1.7)):  # fmt: skip
     """Small multiples of the compression debate: rows = lenses, columns = layers, one curve per setting (mean over
-    networks against the epoch, log axis; the band one standard deviation). ``runs``: ``{setting: records}`` as
-    :func:`ibcore.lenses.verdict_table` takes them; ``verdicts``: its rows, marked in each panel beside the setting
-    (an arrow down: compresses, a dash: does not, ?: cannot tell). A lens without records of a layer leaves its
-    panel empty. Each row has its own y-axis (lenses measure on different scales); ``lens_labels`` renames the
-    rows."""
+    networks against the epoch, log above epoch 1 and epoch 0 at 0; the band one standard deviation). ``runs``:
+    ``{setting: records}`` as :func:`ibcore.lenses.verdict_table` takes them; ``verdicts``: its rows, marked in each
+    panel beside the setting (an arrow down: compresses, a dash: does not, ?: cannot tell). A lens without records
+    of a layer leaves its panel empty. Each row has its own y-axis (lenses measure on different scales);
+    ``lens_labels`` renames the rows."""
     k = _scale(unit)
     if not lenses or not layers:
         raise ValueError(f"lenses and layers must not be empty, got {list(lenses)} and {list(layers)}")
@@ -440,9 +438,8 @@ def lens_grid(runs, *, lenses: Sequence[str], layers: Sequence[int], unit: str =
                 ep = np.array([key[0] for key in agg])
                 m = np.array([v["mean"] for v in agg.values()]) * k
                 sd = np.array([v["std"] for v in agg.values()]) * k
-                x = np.maximum(ep, 1)
-                ax.plot(x, m, color=colours[setting], lw=1.2, label=setting)
-                ax.fill_between(x, m - sd, m + sd, color=colours[setting], alpha=0.2, lw=0)
+                ax.plot(ep, m, color=colours[setting], lw=1.2, label=setting)
+                ax.fill_between(ep, m - sd, m + sd, color=colours[setting], alpha=0.2, lw=0)
                 verdict = marks.get((setting, lens, layer))
                 if verdict is not None:
                     notes.append((setting, _VERDICT_MARKS.get(verdict, "?")))
@@ -452,7 +449,8 @@ def lens_grid(runs, *, lenses: Sequence[str], layers: Sequence[int], unit: str =
                                                                   "ec": "none", "alpha": 0.8})  # fmt: skip
             if not notes and not ax.lines:
                 ax.set_axis_off()
-            ax.set_xscale("log")
+            _epoch_axis(ax)
+            ax.set_xlabel("")
             ax.tick_params(labelsize=7)
             if i == 0:
                 ax.set_title(f"T{layer}", fontsize=9)
@@ -464,6 +462,14 @@ def lens_grid(runs, *, lenses: Sequence[str], layers: Sequence[int], unit: str =
     fig.legend(handles=handles, loc="upper center", fontsize=8, ncol=len(handles), frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
+
+
+def _epoch_axis(ax) -> None:
+    # Epochs on a log axis that keeps epoch 0 (the initialisation) apart from epoch 1: linear on [0, 1], logarithmic
+    # above (a symlog axis), where a plain log axis would have to draw epoch 0 at 1.
+    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("epoch")
 
 
 def _figure(ax):

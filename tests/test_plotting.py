@@ -121,3 +121,21 @@ def test_lens_grid_draws_one_curve_per_setting_and_marks_the_verdicts():
     assert math.isclose(peak, 3.01)  # mean over networks, in nats
     with pytest.raises(ValueError, match="lenses and layers must not be empty"):
         plotting.lens_grid(runs, lenses=[], layers=[1])
+
+
+def test_epoch_axes_draw_the_initialisation_apart_from_epoch_one():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    # a log axis would have to put epoch 0 at 1, on top of epoch 1; the epoch axes are linear on [0, 1], log above
+    plane = [{"estimator": "b", "model": m, "layer": 1, "epoch": e, "i_xt": 1.0 + e, "i_ty": 0.5}
+             for m in (0, 1) for e in (0, 1, 10, 100)]
+    metrics = [{"model": m, "split": "train", "epoch": e, "accuracy": 0.5} for m in (0, 1) for e in (0, 1, 10, 100)]
+    axes = [plotting.layer_curves(plane, estimator="b").axes[0], plotting.training_curves(metrics).axes[0],
+            plotting.lens_grid({"tanh": plane}, lenses=["b"], layers=[1]).axes[0]]
+    for ax in axes:
+        drawn = np.asarray(ax.lines[0].get_xdata(), dtype=float)  # the epochs as drawn
+        xs = ax.transData.transform(np.column_stack([drawn, np.zeros_like(drawn)]))[:, 0]
+        assert np.all(np.isfinite(xs)) and np.all(np.diff(xs) > 1), (drawn, xs)  # every epoch its own place, in order
+        assert abs((xs[3] - xs[2]) - (xs[2] - xs[1])) < 1e-6  # a decade is a decade above epoch 1
+    plt.close("all")
