@@ -52,6 +52,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -243,6 +244,8 @@ def run_one(run: Run, threads: int | None = None) -> dict:
             shutil.move(str(kept), str(checkpoints))
         if checkpoints.is_dir():
             result["resumed"] = sorted(p.name for p in checkpoints.glob("*.ckpt"))
+    ledger = _TimeLedger(Path(run.checkpoints) if run.checkpoints else folder)
+    earlier, clock = ledger.start(started, older=folder / ".seconds" if run.checkpoints else None)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{NOTEBOOK}.", suffix=".ipynb")
     os.close(fd)
     try:
@@ -263,11 +266,8 @@ def run_one(run: Run, threads: int | None = None) -> dict:
     finally:
         Path(tmp).unlink(missing_ok=True)
     result["seconds"] = time.time() - started
-    # wall time over every attempt of this run that ended (a killed one cannot say; its training time survives in
-    # the checkpoints, as the notebooks' training seconds)
-    spent = folder / ".seconds"
-    result["seconds_all_attempts"] = result["seconds"] + (float(spent.read_text()) if spent.is_file() else 0.0)
-    write_atomic(spent, repr(result["seconds_all_attempts"]))
+    # wall time over every attempt of this run, a killed one included (to within its last tick)
+    result["seconds_all_attempts"] = clock.stop(result["seconds"]) + earlier
     write_atomic(folder / RESULT, json.dumps(_finite(result), indent=1, default=str))
     if checkpoints is not None and result["status"] == "ok":
         if run.checkpoints:  # out of the given folder (which may be committed) into the run's own, ignored one
@@ -276,6 +276,53 @@ def run_one(run: Run, threads: int | None = None) -> dict:
         else:
             shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the records hold everything
     return result
+
+
+class _TimeLedger:
+    """The wall time of every attempt of one run, kept beside its checkpoints (a committed checkpoint folder carries
+    it to the next machine) or in the run's folder. ``.seconds`` holds the seconds of the attempts that ended;
+    ``.seconds_running`` the running attempt's, rewritten every ``tick`` seconds, so that an attempt killed without
+    warning (a session's end) is counted by the next one, to within a tick."""
+
+    def __init__(self, folder: Path, tick: float | None = None):
+        self.done, self.running = folder / ".seconds", folder / ".seconds_running"
+        self.tick = float(os.environ.get("IBCORE_LEDGER_TICK", "30")) if tick is None else tick
+        self._stop = threading.Event()
+        self._thread = None
+
+    @staticmethod
+    def _read(path: Path) -> float:
+        try:
+            return float(path.read_text())
+        except (OSError, ValueError):
+            return 0.0
+
+    def start(self, started: float, older: Path | None = None) -> tuple[float, _TimeLedger]:
+        """Fold a killed attempt's running time (and ``older``, a ledger of an earlier layout) into the ended ones;
+        start ticking. Returns (the earlier attempts' seconds, self)."""
+        self.done.parent.mkdir(parents=True, exist_ok=True)
+        earlier = self._read(self.done) + self._read(self.running) + (self._read(older) if older else 0.0)
+        write_atomic(self.done, repr(earlier))
+        self.running.unlink(missing_ok=True)
+        if older:
+            older.unlink(missing_ok=True)
+
+        def tick():
+            while not self._stop.wait(self.tick):
+                write_atomic(self.running, repr(time.time() - started))
+
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+        return earlier, self
+
+    def stop(self, seconds: float) -> float:
+        """This attempt ended after ``seconds``: add them to the ended ones. Returns this attempt's seconds."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        write_atomic(self.done, repr(self._read(self.done) + seconds))
+        self.running.unlink(missing_ok=True)
+        return seconds
 
 
 def _local_cluster(workers: int | None):

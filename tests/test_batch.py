@@ -186,20 +186,27 @@ def test_a_killed_run_continues_from_its_checkpoints_to_the_same_numbers(tmp_pat
     (run,), _ = load_sweep(path)
     ckpt = Path(run.folder) / "checkpoints" / "probe.ckpt"
     cmd = [sys.executable, "-m", "ibcore.batch", "run", str(path), "--workers", "1", "--threads", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "IBCORE_LEDGER_TICK": "0.2"}  # the running attempt's seconds, written every 0.2 s
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    running = Path(run.folder) / ".seconds_running"
     deadline = time.time() + 240
     try:
-        while time.time() < deadline and not ckpt.is_file():
+        while time.time() < deadline and not (ckpt.is_file() and running.is_file()):
             time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert ckpt.is_file() and read_result(run.folder) is None
+    killed_seconds = float(running.read_text())
+    assert killed_seconds > 0
     # ... where it continues from its checkpoint (the sleep is not part of the run's fingerprint)
     assert main(["run", str(path), "--workers", "1", "--threads", "1", "--no-progress"]) == 0
     result = read_result(run.folder)
     assert result["status"] == "ok" and result["resumed"] == ["probe.ckpt"], result
     assert result["numbers"]["resumed_from"] > 0
+    # the killed attempt's wall time is counted (to within its last tick), not lost with the process
+    assert result["seconds_all_attempts"] == pytest.approx(result["seconds"] + killed_seconds)
+    assert not running.exists()
     assert not ckpt.parent.exists()  # deleted once the run succeeded
     for name in ("losses", "i_xt"):
         assert result["numbers"][name] == expected[name], name
@@ -218,3 +225,21 @@ def test_a_run_with_its_own_checkpoint_folder_keeps_them_for_a_redo(tmp_path):
     assert again["status"] == "ok" and again["resumed"] == ["probe.ckpt"] and again["numbers"]["resumed_from"] == 6
     assert again["numbers"]["losses"] == first["numbers"]["losses"]
     assert again["seconds_all_attempts"] == pytest.approx(first["seconds"] + again["seconds"])
+
+
+def test_the_time_ledger_counts_a_killed_attempt_and_an_older_ledger(tmp_path):
+    from ibcore.batch import _TimeLedger
+
+    ck, run_folder = tmp_path / "committed", tmp_path / "run"
+    run_folder.mkdir()
+    (run_folder / ".seconds").write_text("5.0")  # an older layout: the ended attempts' seconds in the run's folder
+    ck.mkdir()
+    (ck / ".seconds").write_text("100.0")  # ended attempts on an earlier machine
+    (ck / ".seconds_running").write_text("40.0")  # an attempt killed there after 40 s
+    ledger = _TimeLedger(ck, tick=0.05)
+    earlier, clock = ledger.start(time.time(), older=run_folder / ".seconds")
+    assert earlier == 145.0 and not (run_folder / ".seconds").exists()
+    time.sleep(0.3)
+    assert float((ck / ".seconds_running").read_text()) > 0.1  # ticking
+    assert clock.stop(7.0) == 7.0
+    assert float((ck / ".seconds").read_text()) == 152.0 and not (ck / ".seconds_running").exists()
