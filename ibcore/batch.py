@@ -244,8 +244,10 @@ def run_one(run: Run, threads: int | None = None) -> dict:
             shutil.move(str(kept), str(checkpoints))
         if checkpoints.is_dir():
             result["resumed"] = sorted(p.name for p in checkpoints.glob("*.ckpt"))
-    ledger = _TimeLedger(Path(run.checkpoints) if run.checkpoints else folder)
-    earlier, clock = ledger.start(started, older=folder / ".seconds" if run.checkpoints else None)
+    # the time ledger travels with checkpoints kept outside the run's folder (committed ones), else stays in it
+    beside = checkpoints is not None and bool(run.checkpoints)
+    ledger = _TimeLedger(checkpoints if beside else folder)
+    earlier, clock = ledger.start(started, older=folder / ".seconds" if beside else None)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{NOTEBOOK}.", suffix=".ipynb")
     os.close(fd)
     try:
