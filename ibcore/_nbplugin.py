@@ -42,9 +42,9 @@ TIMES = bookcache.BUILD / "notebook-times.json"
 # quantized_archs 223, lossy_synthetic 123, dualib 94, noisy_neuron 70, infinite_ensembles 67, scorecard 23 (the
 # last few inflated by a third process). tests/test_nbplugin.py fails when a notebook or a named test file is
 # missing from these lists.
-LONGEST_FIRST = ("mienf", "resnet_plane", "szt_phases", "noisy_szt", "quantized", "szt_binning", "compression_debate",
-                 "which_estimator", "lossy_mnist", "quantized_archs", "lossy_synthetic", "dualib", "noisy_neuron",
-                 "infinite_ensembles", "scorecard")
+LONGEST_FIRST = ("resnet_plane", "szt_phases", "quantized", "mienf_studies", "noisy_szt", "szt_binning", "mienf",
+                 "compression_debate", "which_estimator", "lossy_mnist", "quantized_archs", "lossy_synthetic", "dualib",
+                 "noisy_neuron", "infinite_ensembles", "scorecard")
 SLOWEST_TESTS = ("test_batch", "test_checkpoint", "test_api_page", "test_bookcache", "test_notebook_params",
                  "test_browser_check", "test_lossy", "test_scorecard", "test_flows", "test_contract")
 

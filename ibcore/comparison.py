@@ -3,8 +3,9 @@
 Used by the MIENF notebook and by ``benchmarks/bench_estimators.py``. Each record is a dict
 ``{"task", "level", "true_mi", "estimator", "seed", "value", "std", "seconds", "epochs_run", "not_converged",
 "bound", "warnings", "result"}``; ``estimator`` is the label the caller chose (several labels may share one
-registered name), ``bound`` the estimator's ``diagnostics["bound"]`` (InfoNCE's ln B; ``None`` where it has none) and
-``result`` the whole :class:`~ibcore.estimators.MIEstimate` as a dict (params, device, diagnostics).
+registered name), ``bound`` the estimator's ``diagnostics["bound"]`` (InfoNCE's ln B; ``None`` where it has none),
+``training_value`` a trained estimator's value on its own training rows (``None`` for the others) and ``result`` the
+whole :class:`~ibcore.estimators.MIEstimate` as a dict (params, device, diagnostics).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .estimators._validation import image_rows
 from .tables import group_by
 from .tasks import SUITE, TASKS, sample_task, suite_task
 
-__all__ = ["compare", "summarise", "run_suite", "suite_counts", "solved"]
+__all__ = ["compare", "summarise", "rmse", "run_suite", "suite_counts", "solved"]
 
 
 def compare(
@@ -139,8 +140,30 @@ def _run(e, seed, x, y, ci=None, resamples=20) -> dict:
     d = r.diagnostics
     return {"value": r.value, "std": r.std, "ci": None if r.ci is None else list(r.ci), "seconds": r.seconds,
             "chosen": d.get("chosen"), "epochs_run": d.get("epochs_run"),
-            "not_converged": d.get("not_converged"), "bound": d.get("bound"), "warnings": list(r.warnings),
-            "result": r.to_dict()}  # fmt: skip
+            "not_converged": d.get("not_converged"), "bound": d.get("bound"),
+            "training_value": d.get("training_value"), "warnings": list(r.warnings), "result": r.to_dict()}  # fmt: skip
+
+
+def rmse(records: Sequence[dict], by: Sequence[str] = ("estimator", "dim")) -> list[dict]:
+    """Root-mean-square error against the truth over every run (levels and seeds) of each group ``by`` (default:
+    per estimator and dimension, the quantity of Butakov et al. 2024's Table 1), as records ``{**group, "rmse",
+    "max_error", "runs"}`` in the order the groups first appear.
+
+    Example:
+        >>> rs = [{"estimator": "a", "dim": 1, "value": v, "true_mi": t} for v, t in ((1.0, 1.0), (2.0, 4.0))]
+        >>> rmse(rs)[0]["rmse"] == math.sqrt(2.0)
+        True
+    """
+    by = tuple(by)
+    missing = sorted({k for r in records for k in by + ("value", "true_mi") if k not in r})
+    if missing:
+        raise ValueError(f"records must have the keys {list(by) + ['value', 'true_mi']}; missing {missing}")
+    out = []
+    for key, rs in group_by(records, by, sort=False).items():
+        err = np.array([r["value"] - r["true_mi"] for r in rs], dtype=float)
+        out.append({**dict(zip(by, key)), "rmse": float(np.sqrt(np.mean(err**2))),
+                    "max_error": float(np.max(np.abs(err))), "runs": len(rs)})  # fmt: skip
+    return out
 
 
 def solved(value: float, truth: float) -> bool:

@@ -15,7 +15,7 @@ from .tables import group_by
 __all__ = [
     "information_plane", "layer_curves", "training_curves", "mixture_density", "representations",
     "estimated_vs_true", "smoothed_plane", "smoothed_curves", "sweep_summary", "suite_heatmap", "error_curves",
-    "gradient_phases", "lens_grid",
+    "gradient_phases", "lens_grid", "rmse_by_dimension",
 ]  # fmt: skip
 
 _UNITS = {"nats": 1.0, "bits": 1.0 / math.log(2.0)}
@@ -306,6 +306,26 @@ def _band(groups, vals, m):
         return np.array([g[0]["ci"][0] for g in groups]), np.array([g[0]["ci"][1] for g in groups])
     half = np.array([2 * (g[0]["std"] or 0.0) for g in groups])
     return m - half, m + half
+
+
+def rmse_by_dimension(records, *, ax=None, title: str | None = None):
+    """Root-mean-square error over levels and seeds (:func:`ibcore.comparison.rmse`) against the dimension per side,
+    one line per estimator, on a log-2 dimension axis: the shape of Butakov et al. (2024)'s Table 1."""
+    from .comparison import rmse
+
+    rows = rmse(records, by=("estimator", "dim"))
+    if not rows:
+        raise ValueError("no records to summarise")
+    fig, ax = _figure(ax)
+    for label in dict.fromkeys(r["estimator"] for r in rows):
+        pts = sorted((r["dim"], r["rmse"]) for r in rows if r["estimator"] == label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("dimension per side (d_X = d_Y)")
+    ax.set_ylabel("RMSE over MI levels (nats)")
+    ax.set_title(title or "error against dimension")
+    ax.legend(fontsize=7)
+    return fig
 
 
 def error_curves(records, *, x: str, task: str, ax=None, title: str | None = None, log_x: bool = False):

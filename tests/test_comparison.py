@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from ibcore import plotting  # noqa: E402
-from ibcore.comparison import compare, summarise  # noqa: E402
+from ibcore.comparison import compare, rmse, summarise  # noqa: E402
 from ibcore.tasks import sample_task  # noqa: E402
 
 SPECS = {"gauss": ("gaussian", {}), "ksg5": ("ksg", {"k": 5})}
@@ -83,6 +83,29 @@ def test_summary_gives_bias_mae_and_variance_over_seeds():
     (s,) = summarise(recs)
     assert s["mean"] == pytest.approx(2.0) and s["bias"] == pytest.approx(0.0)
     assert s["mae"] == pytest.approx(1 / 3) and s["var"] == pytest.approx(0.25) and s["runs"] == 3
+
+
+def test_rmse_is_the_root_mean_square_error_per_estimator_and_dimension():
+    recs = [{"estimator": e, "dim": d, "value": v, "true_mi": t}
+            for e, d, v, t in (("a", 1, 1.0, 1.0), ("a", 1, 3.0, 5.0), ("a", 4, 0.0, 3.0), ("b", 1, 2.5, 2.0))]
+    rows = {(r["estimator"], r["dim"]): r for r in rmse(recs)}
+    assert list(rows) == [("a", 1), ("a", 4), ("b", 1)]  # first-seen order
+    assert rows["a", 1]["rmse"] == pytest.approx(math.sqrt((0 + 4) / 2)) and rows["a", 1]["max_error"] == 2.0
+    assert rows["a", 4]["rmse"] == pytest.approx(3.0) and rows["b", 1]["runs"] == 1
+    assert [r["rmse"] for r in rmse(recs, by=("estimator",))] == pytest.approx([math.sqrt(13 / 3), 0.5])
+    with pytest.raises(ValueError, match=r"records must have the keys \['estimator', 'dim', 'value', 'true_mi'\]; "
+                                         r"missing \['dim'\]"):
+        rmse([{"estimator": "a", "value": 1.0, "true_mi": 1.0}])
+
+
+def test_rmse_by_dimension_draws_one_line_per_estimator_on_the_dimensions():
+    recs = [r for d in (1, 2, 4) for r in compare(SPECS, ["gaussian"], [0.0, 2.0], n=400, dim=d)]
+    ax = plotting.rmse_by_dimension(recs).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"gauss", "ksg5"} and ax.get_xscale() == "log"
+    assert np.allclose(lines["ksg5"].get_xdata(), [1, 2, 4])
+    expected = [r["rmse"] for r in rmse(recs) if r["estimator"] == "ksg5"]
+    assert np.allclose(lines["ksg5"].get_ydata(), expected)
 
 
 @pytest.mark.parametrize(

@@ -375,7 +375,7 @@ def test_p_is_refused_by_estimators_of_samples(name):
 
 def test_available_filters_by_capability():
     assert est.available("mi", y_role="labels") == ["class-mi"]
-    assert set(est.available(images=True)) == {"lossy", "mienf", "tridiag-mienf"}
+    assert set(est.available(images=True)) == {"lossy", "mienf", "tridiag-mienf", "mine", "nwj", "infonce", "smile"}
     assert est.available(weighted=True) == ["exact", "exact-entropy"]
     with pytest.raises(ValueError, match="unknown capabilities"):
         est.available(fast=True)

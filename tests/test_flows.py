@@ -249,3 +249,13 @@ def test_constant_columns_are_refused_by_name():
     y[:, 1] = 3.0
     with pytest.raises(ValueError, match=r"y has constant columns \[1\]"):
         est.make("tridiag-mienf").estimate(x, y)
+
+
+def test_the_value_on_the_training_rows_is_reported_beside_the_held_out_one():
+    x, y = tasks.correlated_gaussian(2000, mi=1.0, dim=2, seed=0)
+    r = est.make("mienf", **FAST).estimate(x, y)
+    # N-MIENF: the Gaussian MI of the training latents; with 2,000 rows close to the held-out value
+    assert abs(r.diagnostics["training_value"] - r.value) < 0.15, (r.diagnostics["training_value"], r.value)
+    # tridiag-N-MIENF reads the MI off its base's parameters, whatever the rows: the two are the same number
+    r = est.make("tridiag-mienf", **FAST).estimate(x, y)
+    assert r.diagnostics["training_value"] == r.value

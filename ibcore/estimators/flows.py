@@ -82,13 +82,15 @@ class _ConvHyper(nn.Module):
             nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(),
             nn.Conv2d(hidden, 2 * c, 3, padding=1),
-        )  # fmt: skip
+        ).to(memory_format=torch.channels_last)  # fmt: skip
 
     def forward(self, kept: torch.Tensor) -> torch.Tensor:
         lead = kept.shape[:-1]
         img = kept.new_zeros(*lead, self.keep.numel())
         img[..., self.kept_at] = kept
-        out = self.net(img.reshape(-1, *self.shape))  # (B, 2c, h, w): shift and scale planes
+        # channels-last (NHWC) weights and input: oneDNN's convolutions on CPU are about 3x faster that way on these
+        # small images (forward and backward, one thread), the sums the same up to rounding
+        out = self.net(img.reshape(-1, *self.shape).contiguous(memory_format=torch.channels_last))  # (B, 2c, h, w)
         out = out.reshape(-1, 2, self.keep.numel())[..., self.changed_at]  # (B, 2, n_changed)
         return out.transpose(1, 2).reshape(*lead, -1)
 
@@ -433,10 +435,13 @@ class _FlowEstimator(TrainedEstimator):
         xt, yt = tx[test], ty[test]
         nll_curve, last = [], {}
 
-        def evaluate(model):  # held-out negative log-likelihood (the criterion, minimised) and held-out MI
+        def latents(model, xt, yt):
             b = max(self.batch_size, 2 * model.latent + 2)
             parts = [model.latents(xt[lo : lo + b], yt[lo : lo + b]) for lo in range(0, len(xt), b)]
-            xi, eta, ladj = (torch.cat(p) for p in zip(*parts))
+            return (torch.cat(p) for p in zip(*parts))
+
+        def evaluate(model):  # held-out negative log-likelihood (the criterion, minimised) and held-out MI
+            xi, eta, ladj = latents(model, xt, yt)
             if not bool(torch.isfinite(xi).all() and torch.isfinite(eta).all()):
                 raise FloatingPointError(f"{self.name}: the flow's latents are not finite (training diverged); "
                                          "try a smaller lr")  # fmt: skip
@@ -454,7 +459,10 @@ class _FlowEstimator(TrainedEstimator):
             value, std = self._value(model, xi, eta)
             k = model.latent
             gauss, _, rho = _gaussian_mi(xi[:, :k], eta[:, :k])
+            rows = train[: max(n_test, 2 * k + 2)]  # the value on (as many of) the rows trained on
+            trained_on = self._value(model, *list(latents(model, tx[rows], ty[rows]))[:2])[0]
         diagnostics = self._diagnostics(held, state, self.epochs, len(train), n_test, std)
+        diagnostics["training_value"] = trained_on
         diagnostics.update(held_out_nll=nll_curve[1:], latent=k, held_out_gaussian_mi=gauss,
                            canonical_correlations=rho)  # fmt: skip
         return MIEstimate(value, n, self.name, self.get_params(), std=std, diagnostics=diagnostics)

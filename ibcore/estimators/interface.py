@@ -98,6 +98,8 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "n_train": (int, "rows trained on"),
     "n_held_out": (int, "rows the value is computed on"),
     "best": (float, "best held-out value seen (information only: biased upwards)"),
+    "training_value": (float, "the same value on the rows trained on (information only: above the held-out value "
+                              "where the network overfits, the MI small samples 'hallucinate')"),
     "stopped_early": (bool, "training stopped before its epochs (no held-out improvement)"),
     "not_converged": (bool, "ran out of epochs while the held-out criterion was still improving"),
     "still_increasing": (bool, "the last tenth of the held-out curve rose by more than two standard errors"),

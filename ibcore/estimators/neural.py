@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ._trained import HeldOut, TrainedEstimator, convergence_flags, standardise
-from ._validation import as_samples, check_choice, check_positive_int, check_same_length, resolve_device
+from ._validation import as_samples, check_choice, check_positive_int, check_same_length, image_rows, resolve_device
 from .interface import MIEstimate, register
 
 __all__ = ["Critic", "bound_values", "convergence_flags", "MINE", "NWJ", "InfoNCE", "SMILE"]
@@ -126,6 +126,10 @@ def _eval_batch(batch: int, n_held_out: int) -> int:
 
 class _CriticEstimator(TrainedEstimator):
     bound_name = ""
+    # images (n, H, W) / (n, C, H, W) are flattened and standardised by one mean and standard deviation over the
+    # training pixels: per column, a border pixel that is nearly constant in the training rows is blown up to huge
+    # values on held-out rows, and the critic's exp(T) overflows
+    images = True
 
     def __init__(self, critic: str = "separable", hidden=(256, 256), embed: int = 32, epochs: int = 200,
                  batch_size: int = 128, lr: float = 5e-4, held_out: float = 0.2, patience: int = 30, seed: int = 0,
@@ -149,18 +153,19 @@ class _CriticEstimator(TrainedEstimator):
         check_positive_int(self.embed, "embed")
         self._check_training()
         dev = resolve_device(self.device)
+        (x, shape_x), (y, shape_y) = image_rows(x), image_rows(y)
         tx = as_samples(x, "x", min_samples=10, device=dev, float_dtype=torch.float32)
         ty = as_samples(y, "y", min_samples=10, device=tx.device, float_dtype=torch.float32)
         check_same_length(tx, ty)
         n = tx.shape[0]
         test, train = self._split(n, tx.device)
-        tx, ty = standardise(tx, train), standardise(ty, train)
+        tx, ty = standardise(tx, train, shape_x is not None), standardise(ty, train, shape_y is not None)
         model = Critic(tx.shape[1], ty.shape[1], kind=self.critic, hidden=self.hidden, embed=self.embed,
                        seed=self.seed, device=tx.device)  # fmt: skip
         xt, yt = tx[test], ty[test]
         b = _eval_batch(batch, len(test))
 
-        def evaluate(model):  # the bound on the held-out pairs, in minibatches of b (at least two where possible)
+        def evaluate(model, xt=xt, yt=yt):  # the bound on held-out pairs, in minibatches of b (two where possible)
             m = (len(xt) // b) * b
             vals = torch.stack([bound_values(model(xt[lo : lo + b], yt[lo : lo + b]), self.bound_name, self.tau)
                                 for lo in range(0, m, b)])  # fmt: skip
@@ -171,6 +176,10 @@ class _CriticEstimator(TrainedEstimator):
         state = self._train(model, (tx[train], ty[train]), self._objective(), held, epochs, batch)
         value, std = held.values[-1], held.stds[-1]
         diagnostics = self._diagnostics(held, state, epochs, len(train), len(test), std)
+        model.eval()
+        with torch.no_grad():  # the bound on (the first rows of) the training pairs, in the same minibatches
+            rows = train[: max(b, len(test))]
+            diagnostics["training_value"] = evaluate(model, tx[rows], ty[rows])[1]
         if self.bound_name == "infonce":
             diagnostics["bound"] = math.log(b)
         return MIEstimate(value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
