@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import argparse
 import html.parser
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = {"genindex.html", "search.html"}
+WORKERS = 4  # Chromium processes at a time
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]  # fmt: skip
 
@@ -177,6 +180,66 @@ def _chapters() -> set[str]:
     return {toc["root"]} | {c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])}
 
 
+def _check_page(page: Path, html_root: Path, exe: str, profile: str, chapters: set[str],
+                screenshots: Path | None) -> tuple[list[str], str | None]:
+    """The problems of one page, and "page (MathJax outputs/formulas)" where it has formulas."""
+    problems: list[str] = []
+    math = None
+    name = page.relative_to(html_root).as_posix()
+    url = page.resolve().as_uri()
+    done = _browser(exe, profile, "--virtual-time-budget=5000", "--dump-dom", url)
+    if done.returncode != 0 or "<main" not in done.stdout:
+        problems.append(f"{name}: did not render (chromium exit {done.returncode}: {done.stderr[-300:]!r})")
+        return problems, None
+    parsed = _Page()
+    parsed.feed(done.stdout)
+    text = " ".join(" ".join(parsed.text).split())
+    if parsed.headings == 0 or len(text) < 200:
+        problems.append(f"{name}: did not render (headings {parsed.headings}, {len(text)} characters of text)")
+    source = _Page()
+    source.feed(page.read_text(errors="replace"))
+    if source.math:
+        math = f"{name} ({parsed.mjx}/{source.math})"
+        if parsed.mjx < source.math:  # MathJax typesets every formula or, without its script, none
+            problems.append(f"{name}: formulas not typeset ({source.math} math elements, "
+                            f"{parsed.mjx} MathJax outputs)")
+    for err in sorted(set(parsed.mjx_errors)):
+        problems.append(f"{name}: MathJax error in a formula ({err})")
+    prose = " ".join(" ".join(parsed.prose).split())
+    raw = _RAW_TEX.search(prose)
+    if raw:
+        problems.append(f"{name}: raw TeX left in the text ({prose[raw.start() : raw.start() + 60]!r})")
+    for src in dict.fromkeys(source.scripts + parsed.scripts):  # the file's and those added by scripts
+        err = _script_problem(src, page)
+        if err:
+            problems.append(f"{name}: script {src} {err}")
+    for marker in ("{glue:", "{glue}", "Could not find glue", "glue key"):
+        if marker in text:
+            problems.append(f"{name}: unresolved glue reference ({marker!r} in the page)")
+    for src in parsed.images:
+        parts = urlparse(src)
+        if parts.scheme in ("http", "https"):
+            problems.append(f"{name}: image {src} points off the machine")
+            continue
+        if parts.scheme == "data":
+            continue
+        target = (page.parent / unquote(parts.path)).resolve()
+        err = _image_ok(target)
+        if err:
+            problems.append(f"{name}: broken image {src} ({err})")
+    expected = _glue_figures(page, html_root)
+    if len(parsed.images) < expected:
+        problems.append(f"{name}: {len(parsed.images)} images for {expected} glued figures")
+    if screenshots is not None and name[: -len(".html")] in chapters:
+        screenshots.mkdir(parents=True, exist_ok=True)
+        shot = screenshots / f"{page.stem}.png"
+        _browser(exe, profile, "--virtual-time-budget=5000", "--window-size=1280,2400",
+                 f"--screenshot={shot}", url)  # fmt: skip
+        if not shot.is_file() or shot.stat().st_size == 0:
+            problems.append(f"{name}: no screenshot")
+    return problems, math
+
+
 def check(html_root: Path, screenshots: Path | None) -> list[str]:
     exe = _chromium()
     chapters = _chapters()
@@ -188,60 +251,25 @@ def check(html_root: Path, screenshots: Path | None) -> list[str]:
     # (redirect pages such as index.html are skipped: the page they lead to is checked itself)
     if not pages:
         return [f"{html_root}: no pages (was the book built?)"]
-    with tempfile.TemporaryDirectory() as profile:
-        for page in pages:
-            name = page.relative_to(html_root).as_posix()
-            url = page.resolve().as_uri()
-            done = _browser(exe, profile, "--virtual-time-budget=5000", "--dump-dom", url)
-            if done.returncode != 0 or "<main" not in done.stdout:
-                problems.append(f"{name}: did not render (chromium exit {done.returncode}: {done.stderr[-300:]!r})")
-                continue
-            parsed = _Page()
-            parsed.feed(done.stdout)
-            text = " ".join(" ".join(parsed.text).split())
-            if parsed.headings == 0 or len(text) < 200:
-                problems.append(f"{name}: did not render (headings {parsed.headings}, {len(text)} characters of text)")
-            source = _Page()
-            source.feed(page.read_text(errors="replace"))
-            if source.math:
-                with_math.append(f"{name} ({parsed.mjx}/{source.math})")
-                if parsed.mjx < source.math:  # MathJax typesets every formula or, without its script, none
-                    problems.append(f"{name}: formulas not typeset ({source.math} math elements, "
-                                    f"{parsed.mjx} MathJax outputs)")
-            for err in sorted(set(parsed.mjx_errors)):
-                problems.append(f"{name}: MathJax error in a formula ({err})")
-            prose = " ".join(" ".join(parsed.prose).split())
-            raw = _RAW_TEX.search(prose)
-            if raw:
-                problems.append(f"{name}: raw TeX left in the text ({prose[raw.start() : raw.start() + 60]!r})")
-            for src in dict.fromkeys(source.scripts + parsed.scripts):  # the file's and those added by scripts
-                err = _script_problem(src, page)
-                if err:
-                    problems.append(f"{name}: script {src} {err}")
-            for marker in ("{glue:", "{glue}", "Could not find glue", "glue key"):
-                if marker in text:
-                    problems.append(f"{name}: unresolved glue reference ({marker!r} in the page)")
-            for src in parsed.images:
-                parts = urlparse(src)
-                if parts.scheme in ("http", "https"):
-                    problems.append(f"{name}: image {src} points off the machine")
-                    continue
-                if parts.scheme == "data":
-                    continue
-                target = (page.parent / unquote(parts.path)).resolve()
-                err = _image_ok(target)
-                if err:
-                    problems.append(f"{name}: broken image {src} ({err})")
-            expected = _glue_figures(page, html_root)
-            if len(parsed.images) < expected:
-                problems.append(f"{name}: {len(parsed.images)} images for {expected} glued figures")
-            if screenshots is not None and name[: -len(".html")] in chapters:
-                screenshots.mkdir(parents=True, exist_ok=True)
-                shot = screenshots / f"{page.stem}.png"
-                _browser(exe, profile, "--virtual-time-budget=5000", "--window-size=1280,2400",
-                         f"--screenshot={shot}", url)  # fmt: skip
-                if not shot.is_file() or shot.stat().st_size == 0:
-                    problems.append(f"{name}: no screenshot")
+    # Chromium mostly waits (page scripts, virtual time): pages are checked WORKERS at a time, each worker with a
+    # profile of its own (two Chromium processes cannot share one); results are reported in page order.
+    profiles = queue.Queue()
+    with tempfile.TemporaryDirectory() as root:
+        for i in range(WORKERS):
+            profiles.put(str(Path(root) / f"profile{i}"))
+
+        def one(page):
+            profile = profiles.get()
+            try:
+                return _check_page(page, html_root, exe, profile, chapters, screenshots)
+            finally:
+                profiles.put(profile)
+
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for page_problems, math in pool.map(one, pages):
+                problems += page_problems
+                if math:
+                    with_math.append(math)
     print(f"check_book: formulas typeset (MathJax outputs/formulas) on {', '.join(with_math) or 'no page'}")
     print(f"check_book: {len(pages)} pages checked ({len(with_math)} with formulas), {len(problems)} problems")
     return problems
