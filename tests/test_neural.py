@@ -154,3 +154,9 @@ def test_images_are_standardised_as_images_so_near_constant_pixels_stay_finite(n
     assert est.capabilities(name)["images"]
     r = est.make(name, epochs=20, batch_size=128, patience=20, seed=0).estimate(x, y)
     assert -2.0 < r.value < 0.5, r.value  # independent images: a bound near 0 (slightly below: the critic overfits)
+
+
+def test_the_training_row_value_exists_when_the_training_part_is_smaller_than_a_held_out_batch():
+    x, y = correlated_gaussian(20, mi=0.5, dim=1, seed=0)
+    r = est.make("nwj", epochs=3, held_out=0.9, seed=0).estimate(x, y)  # 2 training rows, held-out batches of 9
+    assert r.diagnostics["n_train"] == 2 and math.isfinite(r.diagnostics["training_value"])

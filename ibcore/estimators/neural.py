@@ -165,7 +165,7 @@ class _CriticEstimator(TrainedEstimator):
         xt, yt = tx[test], ty[test]
         b = _eval_batch(batch, len(test))
 
-        def evaluate(model, xt=xt, yt=yt):  # the bound on held-out pairs, in minibatches of b (two where possible)
+        def evaluate(model, xt=xt, yt=yt, b=b):  # the bound on held-out pairs, in minibatches of b (two if possible)
             m = (len(xt) // b) * b
             vals = torch.stack([bound_values(model(xt[lo : lo + b], yt[lo : lo + b]), self.bound_name, self.tau)
                                 for lo in range(0, m, b)])  # fmt: skip
@@ -177,9 +177,9 @@ class _CriticEstimator(TrainedEstimator):
         value, std = held.values[-1], held.stds[-1]
         diagnostics = self._diagnostics(held, state, epochs, len(train), len(test), std)
         model.eval()
-        with torch.no_grad():  # the bound on (the first rows of) the training pairs, in the same minibatches
+        with torch.no_grad():  # the bound on (as many of) the training pairs, in minibatches of the same size
             rows = train[: max(b, len(test))]
-            diagnostics["training_value"] = evaluate(model, tx[rows], ty[rows])[1]
+            diagnostics["training_value"] = evaluate(model, tx[rows], ty[rows], min(b, len(rows)))[1]
         if self.bound_name == "infonce":
             diagnostics["bound"] = math.log(b)
         return MIEstimate(value, n, self.name, self.get_params(), std=std if math.isfinite(std) else None,
