@@ -98,3 +98,19 @@ def test_lossy_mnist_notebook_runs_the_paper_parameter_set_shrunk(tmp_path):
     pm.execute_notebook(str(ROOT / "notebooks" / "lossy_mnist.ipynb"), str(out), parameters=values,
                         cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")  # fmt: skip
     assert "3000 training images, 500 test images" in out.read_text()
+
+
+def test_the_cifar10_file_says_where_it_looked_when_the_data_are_not_there(tmp_path, monkeypatch):
+    # issue 22 item 4: params/lossy_mnist_cifar10.yaml runs where CIFAR-10 is, and says so where it is not: the data
+    # cell stops with the loader's error, which lists the folders searched (IBCORE_DATA first)
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("IBCORE_DATA", str(empty))
+    values = yaml.safe_load((ROOT / "params" / "lossy_mnist_cifar10.yaml").read_text())
+    assert values["dataset"] == "cifar10"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(ROOT / "notebooks" / "lossy_mnist.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters=values | {"epochs": 1, "ae_epochs": 1}, cwd=str(ROOT / "notebooks"),
+                            progress_bar=False, kernel_name="python3")  # fmt: skip
+    message = str(err.value)
+    assert "FileNotFoundError" in message and "CIFAR-10 train files" in message and str(empty) in message, message
