@@ -103,9 +103,17 @@ def test_lossy_mnist_notebook_runs_the_paper_parameter_set_shrunk(tmp_path):
 def test_the_cifar10_file_says_where_it_looked_when_the_data_are_not_there(tmp_path, monkeypatch):
     # issue 22 item 4: params/lossy_mnist_cifar10.yaml runs where CIFAR-10 is, and says so where it is not: the data
     # cell stops with the loader's error, which lists the folders searched (IBCORE_DATA first)
+    from ibcore.data import load_cifar10
+
     empty = tmp_path / "no-data"
     empty.mkdir()
     monkeypatch.setenv("IBCORE_DATA", str(empty))
+    try:
+        load_cifar10("test")
+    except FileNotFoundError:
+        pass
+    else:
+        pytest.skip("a CIFAR-10 copy is in one of the loader's folders: the notebook would run it")
     values = yaml.safe_load((ROOT / "params" / "lossy_mnist_cifar10.yaml").read_text())
     assert values["dataset"] == "cifar10"
     with pytest.raises(pm.PapermillExecutionError) as err:
