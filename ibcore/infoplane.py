@@ -101,6 +101,15 @@ def record(i_xt: MIEstimate, i_ty: MIEstimate, details: bool = True) -> dict:
 _FIELDS = {"epoch", "model", "layer", "estimator", "i_xt", "i_ty", "i_xt_std", "i_ty_std", "estimates"}
 
 
+def _without_devices(v):
+    # hyperparameters as they identify a measurement: every "device" entry dropped, at any depth, keys sorted
+    if isinstance(v, dict):
+        return {k: _without_devices(u) for k, u in sorted(v.items(), key=lambda kv: str(kv[0])) if k != "device"}
+    if isinstance(v, (list, tuple)):
+        return [_without_devices(u) for u in v]
+    return v
+
+
 class InformationPlane(_AtEpochs):
     """Callback that measures the information plane of every stacked network at the given epochs, with any pair of
     registered MI estimators.
@@ -218,10 +227,29 @@ class InformationPlane(_AtEpochs):
                 self._measure_layers(epoch, seeds, layers)
 
     def state_dict(self) -> dict:
-        return {"records": self.records, "kept": self.kept}
+        return {"records": self.records, "kept": self.kept, "measured": self._measured()}
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("measured")  # absent in checkpoints written before it was stored
+        if saved is not None and saved != self._measured():
+            now = self._measured()
+            diff = sorted(k for k in set(saved["estimators"]) | set(now["estimators"])
+                          if saved["estimators"].get(k) != now["estimators"].get(k))  # fmt: skip
+            raise ValueError(f"the checkpoint's information plane measured other things (estimators that differ: "
+                             f"{diff}; measures: checkpoint {saved['measures']}, this run {now['measures']}): "
+                             "resuming would leave its earlier epochs without them; delete the checkpoint to start "
+                             "afresh")  # fmt: skip
         self.records, self.kept = list(state["records"]), dict(state["kept"])
+
+    def _measured(self) -> dict:
+        # What the records hold: every label's estimators with their hyperparameters (devices left out, so that a
+        # run may resume on another device) and the extra measures' names. A checkpoint resumed with other lenses is
+        # refused rather than continued with records that lack them at the epochs already measured.
+        def params(est):
+            return repr(_without_devices(est.get_params()))
+
+        estimators = {label: [f"{e.name} {params(e)}" for e in pair] for label, pair in self.estimators.items()}
+        return {"estimators": estimators, "measures": sorted(self.measures)}
 
     def _check_noise(self, model) -> None:
         for label, pair in self.estimators.items():

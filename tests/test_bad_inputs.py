@@ -20,7 +20,8 @@ ENTROPY = est.available("entropy")
 LABELLED = set(est.available(y_role="labels"))
 _CRITIC = {"hidden": (16,), "embed": 8, "epochs": 3, "batch_size": 64, "patience": 0}
 _FLOW = {"epochs": 3, "batch_size": 64, "couplings": 2, "hidden": (16,), "patience": 0}
-FAST = {**{n: _CRITIC for n in ("mine", "nwj", "infonce", "smile")}, **{n: _FLOW for n in ("mienf", "tridiag-mienf")},
+FAST = {**{n: _CRITIC for n in ("mine", "nwj", "infonce", "smile")},
+        **{n: _FLOW for n in ("mienf", "tridiag-mienf", "flow-entropy")},
         "sp": {"n_mc": 2000}, "sp-entropy": {"n_mc": 2000}}  # fmt: skip
 assert set(est.available(trained=True)) <= set(FAST), "give a new trained estimator tiny settings in FAST"
 

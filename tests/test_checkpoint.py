@@ -170,3 +170,25 @@ def test_learning_rate_decays_geometrically(monkeypatch):
     assert rates == pytest.approx([1e-2, 10**-2.5, 1e-3, 10**-3.5, 1e-4])  # one step per epoch
     with pytest.raises(ValueError, match="lr_final must be None or a positive finite number, got 0"):
         fit(MLP(SZT_WIDTHS), (d.x, d.y), epochs=1, batch_size=512, lr=1e-3, lr_final=0)
+
+
+def test_a_checkpoint_resumed_with_other_lenses_is_refused(tmp_path):
+    # The information plane's records are part of the checkpoint: resuming them with another estimator (or other
+    # hyperparameters) would leave the epochs already measured without it, so it is refused; the same lenses resume.
+    from ibcore.estimators import KDEBound
+    from ibcore.infoplane import train_and_track
+
+    d = szt_dataset()
+    tr, _ = szt_split()
+
+    def run(lenses):
+        return train_and_track(MLP(SZT_WIDTHS, "tanh", seeds=[0]), (d.x[tr], d.y[tr]), lenses, measure_on=(d.x, d.y),
+                               at=[0, 2, 4], epochs=4, batch_size=512, lr=1e-3, checkpoint=tmp_path,
+                               checkpoint_every=1, name="lens")  # fmt: skip
+
+    first = run({"bins": Binning(n_bins=30)})
+    for other in ({"bins": Binning(n_bins=30), "kde": KDEBound()}, {"bins": Binning(n_bins=20)}):
+        with pytest.raises(ValueError, match=r"measured other things \(estimators that differ: \['"):
+            run(other)
+    resumed = run({"bins": Binning(n_bins=30, device="cpu")})  # another device is the same measurement
+    assert resumed["state"].resumed_from == 4 and resumed["plane"] == first["plane"]

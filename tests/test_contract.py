@@ -35,6 +35,7 @@ TOO_FEW = {
     "exact-entropy": None,
     "sp": None,
     "kde": None,
+    "noisy-layer": None,  # every row is drawn replicas (8) times: one row is enough for k = 3
     "sp-entropy": None,  # needs n > d_x + d_y = 4 on the 2+2-dimensional contract data
     "mine": 9,  # the critic estimators need 10 rows (a training and a held-out part)
     "nwj": 9,
@@ -42,6 +43,7 @@ TOO_FEW = {
     "smile": 9,
     "mienf": 9,  # the flow estimators too
     "tridiag-mienf": 9,
+    "flow-entropy": 9,
 }
 
 # Estimators of I(X;Y) for class labels Y: the contract data's y becomes four classes.
@@ -58,7 +60,7 @@ _CRITIC_FAST = {"hidden": (16,), "embed": 8, "epochs": 3, "batch_size": 64, "pat
 _FLOW_FAST = {"epochs": 3, "batch_size": 64, "couplings": 2, "hidden": (16,), "patience": 0}
 DEVICE_PARAMS = {
     **dict.fromkeys(["mine", "nwj", "infonce", "smile"], _CRITIC_FAST),
-    **dict.fromkeys(["mienf", "tridiag-mienf"], _FLOW_FAST),
+    **dict.fromkeys(["mienf", "tridiag-mienf", "flow-entropy"], _FLOW_FAST),
     **dict.fromkeys(["sp", "sp-entropy"], {"n_mc": 2000}),
 }
 
@@ -73,7 +75,7 @@ DEVICE_TOLERANCE = {
     # k-NN: the CPU picks the k-d tree, CUDA brute force, on the same float64 data; the same neighbours and, to
     # ~1e-16 relative, the same distances (test_knn holds the two backends to 1e-12 for KSG and 1e-9 for KL); the
     # whitening of the entropy-based estimators adds a float64 Cholesky factor on each device
-    **dict.fromkeys(["ksg", "kl", "wkl", "entropy-mi", "class-mi", "lossy"], (0.0, 1e-9)),
+    **dict.fromkeys(["ksg", "kl", "wkl", "entropy-mi", "class-mi", "lossy", "noisy-layer"], (0.0, 1e-9)),
     # the copula's EM stops when the shape matrix moves by < 1e-7: LAPACK and cuSOLVER rounding may stop it one
     # iteration apart, a change far below 1e-6 relative; auto adds KSG (as above) and the Gaussian
     **dict.fromkeys(["copula", "auto"], (1e-6, 1e-9)),

@@ -32,8 +32,9 @@ from .gaussian import GaussianMI
 from .exact import ExactEntropy, ExactMI
 from .sp import GaussianMixtureEntropy, SamplePropagation
 from .kde import KDEBound
+from .noisy_layer import NoisyLayerMI
 from .neural import MINE, NWJ, SMILE, InfoNCE
-from .flows import MIENF, TridiagMIENF
+from .flows import MIENF, FlowEntropy, TridiagMIENF
 from .copula import CopulaMI, normal_scores, uniform_ranks
 from .auto import AutoMI
 from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, IncrementalPCA, LossyMI, is_fitted
@@ -68,12 +69,14 @@ __all__ = [
     "ExactEntropy",
     "SamplePropagation",
     "KDEBound",
+    "NoisyLayerMI",
     "GaussianMixtureEntropy",
     "MINE",
     "NWJ",
     "InfoNCE",
     "SMILE",
     "MIENF",
+    "FlowEntropy",
     "TridiagMIENF",
     "PCA",
     "IncrementalPCA",

@@ -19,7 +19,7 @@ from ..training import Callback, fit
 from ._validation import check_training
 from .interface import MIEstimator
 
-__all__ = ["HeldOut", "TrainedEstimator", "convergence_flags", "standardise"]
+__all__ = ["HeldOut", "Training", "TrainedEstimator", "convergence_flags", "standardise"]
 
 #: the held-out criterion must improve by more than this to reset the patience counter
 MIN_IMPROVEMENT = 1e-3
@@ -78,9 +78,9 @@ class HeldOut(Callback):
                 state.stop = True
 
 
-class TrainedEstimator(MIEstimator):
-    """Base of the estimators that train a network on the data: the held-out split, the training run and the
-    diagnostics they share. Subclasses have the hyperparameters ``epochs``, ``batch_size``, ``lr``, ``held_out``,
+class Training:
+    """What every estimator that trains a network on the data shares: the held-out split, the training run and the
+    diagnostics. Classes that use it have the hyperparameters ``epochs``, ``batch_size``, ``lr``, ``held_out``,
     ``patience``, ``seed`` and ``device``."""
 
     trained = True
@@ -110,3 +110,7 @@ class TrainedEstimator(MIEstimator):
             "n_held_out": n_test, "best": max(curve, default=held.values[-1]), "stopped_early": state.epoch < epochs,
             **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
         }  # fmt: skip
+
+
+class TrainedEstimator(Training, MIEstimator):
+    """Base of the MI estimators that train a network on the data (:class:`Training`)."""

@@ -81,6 +81,7 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "x_function_of_y": (bool, "every y symbol has one x (exact MI)"),
     "n_inputs": (int, "distinct inputs of the other side (sample propagation)"),
     "exact_conditional": (bool, "one centre per input: h(T|X) is the Gaussian's, exactly"),
+    "components": (int, "principal components of the layer kept before the noise (noisy-layer)"),
     "classes": (int, "number of classes"),
     "canonical_correlations": (list, "canonical correlations of the (latent) pair"),
     "backend": (str, "k-NN backend used: 'kdtree' or 'torch'"),
@@ -97,7 +98,8 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "epochs_run": (int, "epochs trained"),
     "n_train": (int, "rows trained on"),
     "n_held_out": (int, "rows the value is computed on"),
-    "best": (float, "best held-out value seen (information only: biased upwards)"),
+    "best": (float, "best held-out value seen: the highest of a bound, the lowest of an entropy (information only: "
+                     "biased towards the optimum)"),
     "training_value": (float, "the same value on the rows trained on (information only: above the held-out value "
                               "where the network overfits, the MI small samples 'hallucinate')"),
     "stopped_early": (bool, "training stopped before its epochs (no held-out improvement)"),

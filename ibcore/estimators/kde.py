@@ -40,6 +40,25 @@ DISTANCES = ("kl", "bhattacharyya")
 _CHUNK_ELEMENTS = 2**22  # float64 distances per chunk (32 MB)
 
 
+def check_noise_variance(v) -> float:
+    """The variance of the added noise: a positive finite number, else ``ValueError`` naming it."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+        raise ValueError(f"noise_variance must be a positive finite number, got {v!r}")
+    return float(v)
+
+
+def layer_and_groupings(x, ys, names, device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A layer's values ``x`` as float64 rows on ``device`` and each discrete ``y`` (named ``names``) as dense codes
+    of its rows, checked to have as many rows as ``x``."""
+    c = as_samples(x, "x", device=resolve_device(device), float_dtype=torch.float64)
+    groupings = []
+    for y, name in zip(ys, names):
+        codes = row_codes(as_samples(y, name, keep_integer=True, device=c.device))
+        check_same_length(c, codes, ("x", name))
+        groupings.append(codes)
+    return c, groupings
+
+
 def _log_mean_kernels(c: torch.Tensor, groupings: list[torch.Tensor], scale: float) -> tuple[torch.Tensor, list]:
     """For every centre i: ln(1/N sum_j exp(-scale |c_i - c_j|^2)) over all centres, and for each grouping of the
     rows (dense codes) the same over the centres of its own group; float64, in chunks of rows, one pass over the
@@ -134,17 +153,10 @@ class KDEBound(MIEstimator):
         return super()._estimate_batch(xs, ys, ps, s)
 
     def _shared(self, x, ys, names) -> list[MIEstimate]:
-        v = self.noise_variance
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-            raise ValueError(f"noise_variance must be a positive finite number, got {v!r}")
+        v = check_noise_variance(self.noise_variance)
         if self.distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {self.distance!r}")
-        c = as_samples(x, "x", device=resolve_device(self.device), float_dtype=torch.float64)
-        groupings = []
-        for y, name in zip(ys, names):
-            codes = row_codes(as_samples(y, name, keep_integer=True, device=c.device))
-            check_same_length(c, codes, ("x", name))
-            groupings.append(codes)
+        c, groupings = layer_and_groupings(x, ys, names, self.device)
         n, d = c.shape
         scale = 1.0 / ((2.0 if self.distance == "kl" else 8.0) * v)
         log_all, log_own = _log_mean_kernels(c, groupings, scale)
