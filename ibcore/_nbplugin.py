@@ -36,15 +36,13 @@ EXECUTED = bookcache.BUILD / "executed"
 TIMES = bookcache.BUILD / "notebook-times.json"
 # The order in which the two xdist workers take the files (`--dist loadfile --no-loadscope-reorder` hands out whole
 # files in collection order): the notebooks longest first, then the slowest unit-test files, then the rest, so that
-# neither worker is left with a long file while the other idles. Seconds under make test in the CI run of stop 33
-# (two workers on the 2-core VM, one core shared with a paper-scale run, so upper bounds): resnet_plane 984 (before its
-# 6 measured steps instead of 9), mienf 937 (345 of them its image section, since moved to mienf_studies: about 590 s
-# on its own in stop 34's records), szt_phases 690, quantized 656, noisy_szt 584, szt_binning 577, compression_debate
-# 504, which_estimator 353, lossy_mnist 342, quantized_archs 223, lossy_synthetic 123, dualib 94, noisy_neuron 70,
-# infinite_ensembles 67, scorecard 23. tests/test_nbplugin.py fails when a notebook or a named test file is missing
-# from these lists.
-LONGEST_FIRST = ("resnet_plane", "szt_phases", "quantized", "mienf_studies", "noisy_szt", "szt_binning", "mienf",
-                 "compression_debate", "which_estimator", "lossy_mnist", "quantized_archs", "lossy_synthetic", "dualib",
+# neither worker is left with a long file while the other idles. Seconds under make test in a clean `.ci/run` of stop
+# 35 (a fresh clone, both cores free; the whole run 2,116 s): resnet_plane 512, compression_debate 351, noisy_szt
+# 324, mienf 318, mienf_studies 307, szt_binning 299, quantized 298, szt_phases 274, which_estimator 204, lossy_mnist
+# 125, quantized_archs 122, dualib 80, lossy_synthetic 62, noisy_neuron 21, infinite_ensembles 20, scorecard 7.
+# tests/test_nbplugin.py fails when a notebook or a named test file is missing from these lists.
+LONGEST_FIRST = ("resnet_plane", "compression_debate", "noisy_szt", "mienf", "mienf_studies", "szt_binning", "quantized",
+                 "szt_phases", "which_estimator", "lossy_mnist", "quantized_archs", "dualib", "lossy_synthetic",
                  "noisy_neuron", "infinite_ensembles", "scorecard")
 SLOWEST_TESTS = ("test_batch", "test_checkpoint", "test_api_page", "test_bookcache", "test_notebook_params",
                  "test_browser_check", "test_lossy", "test_scorecard", "test_flows", "test_contract")
