@@ -283,3 +283,12 @@ def test_flow_entropy_errs_upwards_on_many_narrow_modes():
     x = centres.repeat(8, 1) + 0.01 * torch.randn(2048, 2, generator=g, dtype=torch.float64)
     truth = math.log(256) + math.log(2 * math.pi * math.e * 1e-4)
     assert FlowEntropy().estimate(x).value > truth + 1.0
+
+
+@pytest.mark.parametrize("name", ["mienf", "tridiag-mienf", "flow-entropy"])
+def test_a_one_dimensional_side_without_a_spline_is_refused_by_name(name):
+    # found by a profile of bins=0 on the suite's 1x1 tasks: the 1-D flow was empty and Adam failed deep inside
+    x, y = tasks.correlated_gaussian(200, mi=0.5, dim=1, seed=0)
+    args = (x,) if name == "flow-entropy" else (x, y)
+    with pytest.raises(ValueError, match=r"bins=0 leaves the 1-dimensional x without a transform"):
+        est.make(name, bins=0, epochs=2).estimate(*args)

@@ -400,6 +400,8 @@ class _FlowEstimator(TrainedEstimator):
         ty, shape_y = self._prepare(y, "y", tx.device)
         check_same_length(tx, ty)
         n, dx, dy = tx.shape[0], tx.shape[1], ty.shape[1]
+        for side, d, shape in (("x", dx, shape_x), ("y", dy, shape_y)):
+            _check_transform(self.bins, d, side, shape)
         # images: only the flow's head (its leading coordinates) can carry the dependence
         head = self.head or self.latent or 16
         cap = min(d if shape is None else min(d, head) for d, shape in ((dx, shape_x), (dy, shape_y)))
@@ -520,6 +522,13 @@ class TridiagMIENF(_FlowEstimator):
     base = "tridiag"
 
 
+def _check_transform(bins: int, dim: int, side: str, shape) -> None:
+    # a vector side of one dimension has no coupling (it needs two): without the spline its flow is empty
+    if shape is None and dim == 1 and bins == 0:
+        raise ValueError(f"bins=0 leaves the 1-dimensional {side} without a transform to train (couplings need at "
+                         "least 2 dimensions): use bins >= 2 for it")  # fmt: skip
+
+
 class _Density(nn.Module):
     # one vector flow with a standard normal base: forward(x) is the negative log-likelihood per sample
     def __init__(self, flow, seed: int):
@@ -577,6 +586,7 @@ class FlowEntropy(Training, EntropyEstimator):
         if const:
             raise ValueError(f"x has constant columns {const}: its differential entropy is -inf (drop them)")
         n, d = t.shape
+        _check_transform(self.bins, d, "x", None)
         test, train = self._split(n, t.device)
         # h(x) = h(z) + sum ln sd for z the standardised rows (in float64: the shift is exact)
         shift = float(torch.log(t[train].double().std(0)).sum())
