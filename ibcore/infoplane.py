@@ -230,9 +230,8 @@ class InformationPlane(_AtEpochs):
         return {"records": self.records, "kept": self.kept, "measured": self._measured()}
 
     def load_state_dict(self, state: dict) -> None:
-        saved = state.get("measured")  # absent in checkpoints written before it was stored
-        if saved is not None and saved != self._measured():
-            now = self._measured()
+        saved, now = state.get("measured"), self._measured()  # absent in checkpoints written before it was stored
+        if saved is not None and saved != now:
             diff = sorted(k for k in set(saved["estimators"]) | set(now["estimators"])
                           if saved["estimators"].get(k) != now["estimators"].get(k))  # fmt: skip
             raise ValueError(f"the checkpoint's information plane measured other things (estimators that differ: "

@@ -387,8 +387,7 @@ class _FlowEstimator(TrainedEstimator):
             check_positive_int(self.head, "head")
         check_positive_int(self.image_couplings, "image_couplings", 0)
         check_positive_int(self.batch_size, "batch_size", 2)
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins == 1 or self.bins < 0:
-            raise ValueError(f"bins must be 0 (no spline) or an integer >= 2, got {self.bins!r}")
+        _check_bins(self.bins)
         self._check_training()
         if self.latent is not None:
             check_positive_int(self.latent, "latent")
@@ -522,6 +521,11 @@ class TridiagMIENF(_FlowEstimator):
     base = "tridiag"
 
 
+def _check_bins(bins) -> None:
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins == 1 or bins < 0:
+        raise ValueError(f"bins must be 0 (no spline) or an integer >= 2, got {bins!r}")
+
+
 def _check_transform(bins: int, dim: int, side: str, shape) -> None:
     # a vector side of one dimension has no coupling (it needs two): without the spline its flow is empty
     if shape is None and dim == 1 and bins == 0:
@@ -578,8 +582,7 @@ class FlowEntropy(Training, EntropyEstimator):
         for name in ("couplings", "epochs"):
             check_positive_int(getattr(self, name), name)
         check_positive_int(self.batch_size, "batch_size", 2)
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins == 1 or self.bins < 0:
-            raise ValueError(f"bins must be 0 (no spline) or an integer >= 2, got {self.bins!r}")
+        _check_bins(self.bins)
         self._check_training()
         t = as_samples(x, "x", min_samples=10, device=resolve_device(self.device), float_dtype=torch.float32)
         const = (t.std(0) == 0).nonzero().flatten().tolist()

@@ -53,6 +53,7 @@ from .discrete import plugin_entropy, row_codes
 from .kde import check_noise_variance, layer_and_groupings
 from .interface import EntropyEstimator, MIEstimate, MIEstimator, make, register
 from .knn import KozachenkoLeonenko
+from .lossy import PCA
 
 __all__ = ["NoisyLayerMI"]
 
@@ -221,13 +222,11 @@ def _own_group_distances(kl, x: torch.Tensor, codes: torch.Tensor, sizes: torch.
 
 
 def _compress(c: torch.Tensor, n_components: int | None) -> torch.Tensor:
-    """The rows on their ``n_components`` leading principal axes (centred); all columns, centred, if there are no
-    more than that."""
-    centred = c - c.mean(0)
+    """The rows on their ``n_components`` leading principal axes (:class:`~ibcore.estimators.PCA`: centred, the axes
+    orthonormal); all columns, centred, if there are no more than that."""
     if n_components is None or n_components >= c.shape[1]:
-        return centred
-    axes = torch.linalg.svd(centred, full_matrices=False)[2][:n_components].T  # (d, m), orthonormal columns
-    return centred @ axes
+        return c - c.mean(0)
+    return PCA(n_components).fit(c).transform(c)
 
 
 def _entropy(h: EntropyEstimator, samples: torch.Tensor, what: str) -> float:
