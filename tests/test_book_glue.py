@@ -24,6 +24,9 @@ def _glued_in(notebook: Path) -> list[str]:
     patterns = [re.escape(k) for k in re.findall(r"(?<![\w{])\"([A-Za-z_]\w*)\"", source)]
     for key in re.findall(r"\bf\"([^\"]+)\"", source):
         patterns.append(r"\w*".join(re.escape(p) for p in re.split(r"\{[^}]*\}", key)))
+    # ibcore.lenses.verdict_glue(table, "prefix", ...) names its values "<prefix>_<setting>_<lens>_T<layer>" and so on
+    for prefix in re.findall(r"\bverdict_glue\([^,]+,\s*\"(\w+)\"", source):
+        patterns.append(re.escape(prefix) + r"_\w+")
     return patterns
 
 

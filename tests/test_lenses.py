@@ -108,3 +108,58 @@ def test_verdict_table_covers_every_setting_lens_and_layer():
         verdict_table(runs, ["bins", "kde"])
     with pytest.raises(ValueError, match="at least one setting"):
         verdict_table({}, ["bins"])
+
+
+def test_float_lenses_bin_tanh_on_its_range_and_other_activations_on_the_layers():
+    from ibcore.lenses import float_lenses
+
+    tanh, relu = float_lenses("tanh", n_bins=12), float_lenses("relu", n_bins=12, flow=True)
+    assert list(tanh) == ["12 bins", "equal-mass bins", "KDE upper bound", "PCA + k-NN"]
+    assert list(relu)[-1] == "flow" and relu["flow"].replicas == 1
+    assert tanh["12 bins"].bounds == (-1, 1) and relu["12 bins"].bounds == "layer"
+    assert tanh["PCA + k-NN"].replicas == 8 and tanh["KDE upper bound"].noise_variance == 1e-3
+    with pytest.raises(ValueError, match="flow must be True or False, got 'yes'"):
+        float_lenses("tanh", flow="yes")
+
+
+def test_lens_keys_are_short_and_unknown_labels_are_named():
+    from ibcore.lenses import lens_key
+
+    assert [lens_key(l) for l in ("100 bins", "exact, 4-bit", "SP, noisy")] == ["bins", "exact", "sp"]
+    with pytest.raises(ValueError, match="'my lens'"):
+        lens_key("my lens")
+
+
+def test_verdict_glue_and_html_say_what_the_table_says():
+    from ibcore.lenses import verdict_glue, verdict_html
+
+    runs = {"a": curves([1.0, 3.0, 2.0, 1.0], noise=0.01, lens="30 bins")
+            + curves([1.0, 3.0, 3.0, 3.0], noise=0.01, lens="KDE upper bound"),
+            "b": curves([1.0, 3.0, 3.0, 3.0], noise=0.01, lens="30 bins")}  # fmt: skip
+    table = verdict_table(runs, ["30 bins", "KDE upper bound"])
+    glued = verdict_glue(table, "x", keys={"a": "A"})
+    assert glued["x_A_bins_T1"] == "compresses" and glued["x_A_kde_T1"] == "does not"
+    assert glued["x_A_bins_T1_fall"] == pytest.approx(2.0 / math.log(2), abs=0.05)
+    assert (glued["x_A_split"], glued["x_A_all_flat"], glued["x_A_all_falls"]) == ("T1", "none", "none")
+    assert (glued["x_b_split"], glued["x_b_all_flat"]) == ("none", "T1")
+    html = verdict_html(table, ["30 bins", "KDE upper bound"], [1, 2])
+    assert html.count("<table") == 2 and "<b>a</b>" in html and "<b>b</b>" in html
+    assert html.count("compresses (2.8") == 1  # the fall in bits beside the verdict
+    assert html.split("<b>b</b>")[1].count("<tr>") == 2  # the lens setting b lacks has no row
+
+
+def test_last_epoch_lens_measures_one_network_of_the_stack():
+    import torch
+
+    from ibcore.estimators import Binning
+    from ibcore.lenses import last_epoch_lens
+    from ibcore.nets import MLP
+
+    net, x = MLP((3, 5, 2), seeds=[0, 1]), torch.rand(64, 3, generator=torch.Generator().manual_seed(0))
+    lens = Binning(n_bins=4, bounds=(-1, 1))
+    got = last_epoch_lens(net, x, lens, model=1)
+    with torch.no_grad():
+        want = [lens.estimate(t[1], torch.arange(64)).value for t in net.layers(x)]
+    assert got == want and len(got) == 2
+    with pytest.raises(ValueError, match=r"model must be an index in \[0, 2\), got 2"):
+        last_epoch_lens(net, x, lens, model=2)

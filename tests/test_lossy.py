@@ -247,3 +247,31 @@ def test_autoencoder_training_checkpoints_and_reads_back_a_finished_run(tmp_path
     assert torch.equal(again.transform(x), plain.transform(x)) and again.train_losses == plain.train_losses
     with pytest.raises(ValueError, match="checkpoint"):
         est.Autoencoder(3, epochs=3, batch_size=16, seed=1).fit(x, checkpoint=ckpt)
+
+
+def test_noisy_codes_add_seeded_noise_of_the_stated_variance_after_the_compressor():
+    from ibcore.estimators import NoisyCodes
+
+    x = torch.randn(4000, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[:, 3:] = 0.0  # rank 3: PCA(4)'s fourth axis is constant, the noise is all it holds
+    codes = NoisyCodes(PCA(4), 0.25, seed=3)
+    assert not codes.is_fitted and codes.fit(x).is_fitted
+    c = codes.transform(x)
+    assert c[:, 3].var().item() == pytest.approx(0.25, rel=0.1)
+    assert torch.equal(c, codes.transform(x))  # the same rows get the same noise
+    clean = codes.compressor.transform(x)
+    assert (c - clean)[:, :3].var().item() == pytest.approx(0.25, rel=0.1)
+    with pytest.raises(ValueError, match="noise_variance must be a positive finite number, got 0"):
+        NoisyCodes(PCA(2), 0).fit(x)
+
+
+def test_lossy_mi_of_a_degenerate_layer_is_finite_only_with_noisy_codes():
+    from ibcore.estimators import LossyMI, NoisyCodes
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1000, 2, generator=g, dtype=torch.float64)
+    layer = torch.cat([x, torch.zeros(1000, 3, dtype=torch.float64)], dim=1)  # a layer with three dead units
+    with pytest.raises(ValueError, match="constant columns"):
+        LossyMI("ksg", x_compressor=PCA(4)).estimate(layer, x)
+    r = LossyMI("ksg", x_compressor=NoisyCodes(PCA(4), 1e-3)).estimate(layer, x)
+    assert math.isfinite(r.value) and r.value > 2.0  # x determines the layer up to the small noise: large MI

@@ -37,7 +37,7 @@ from .neural import MINE, NWJ, SMILE, InfoNCE
 from .flows import MIENF, FlowEntropy, TridiagMIENF
 from .copula import CopulaMI, normal_scores, uniform_ranks
 from .auto import AutoMI
-from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, IncrementalPCA, LossyMI, is_fitted
+from .lossy import PCA, Autoencoder, ClassMI, EntropyMI, IncrementalPCA, LossyMI, NoisyCodes, is_fitted
 
 __all__ = [
     "Estimate",
@@ -84,5 +84,6 @@ __all__ = [
     "EntropyMI",
     "ClassMI",
     "LossyMI",
+    "NoisyCodes",
     "is_fitted",
 ]

@@ -9,6 +9,8 @@
   result estimates I(f(X); g(Y)) <= I(X;Y), with equality when the compressors keep everything the other variable
   shares; the paper's point is that for data on a low-dimensional manifold they do, and that k-NN estimators are
   reliable only in the few dimensions left.
+- :class:`NoisyCodes` adds Gaussian noise after any compressor: the noisy layer of a deterministic network, whose
+  own differential entropy is minus infinity (the paper measures noisy networks).
 
 References:
     Butakov, Tolmachev, Malanchuk, Neopryatnaya, Frolov & Salnikov (2024). Information bottleneck analysis of deep
@@ -30,8 +32,9 @@ from ._init import init_uniform
 
 from ._validation import as_samples, check_choice, check_positive_int, check_same_length, image_rows, resolve_device
 from .interface import MIEstimate, MIEstimator, make, register
+from .kde import check_noise_variance
 
-__all__ = ["PCA", "IncrementalPCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI", "is_fitted"]
+__all__ = ["PCA", "IncrementalPCA", "Autoencoder", "EntropyMI", "ClassMI", "LossyMI", "NoisyCodes", "is_fitted"]
 
 ENTROPIES = ("wkl", "kl")
 
@@ -82,6 +85,48 @@ class PCA:
 
     def __repr__(self) -> str:
         return f"PCA({self.n_components}, seed={self.seed})"
+
+
+class NoisyCodes:
+    """A compressor followed by Gaussian noise: ``transform(x)`` is ``compressor.transform(x) + Z`` with
+    Z ~ N(0, noise_variance I), drawn from a generator seeded with ``seed`` (on the CPU, so every device gets the same
+    draws; the same rows get the same noise on every call).
+
+    The noise makes the k-NN lenses of a deterministic network's layer finite (Butakov et al. 2024 measure noisy
+    networks; a noiseless layer with a dead unit or fewer directions than the kept axes has a differential entropy of
+    minus infinity): ``NoisyCodes(PCA(4), 1e-3)`` is the layer T + Z of the KDE bound on its 4 leading principal axes
+    (isotropic noise keeps its variance under the orthonormal projection, so adding it after the projection is the same
+    in distribution as before, up to the axes being fitted on T rather than T + Z).
+
+    Example:
+        >>> x = torch.zeros(100, 6, dtype=torch.float64)
+        >>> x[:, 0] = torch.arange(100.0)  # rank 1: the other axes of PCA(2) are constant, the noise fills them
+        >>> c = NoisyCodes(PCA(2), 1e-2).fit(x).transform(x)
+        >>> round(float(c[:, 1].var()), 2)
+        0.01
+    """
+
+    def __init__(self, compressor, noise_variance: float = 1e-3, seed: int = 0):
+        self.compressor, self.noise_variance, self.seed = compressor, noise_variance, seed
+
+    @property
+    def is_fitted(self) -> bool:
+        return is_fitted(self.compressor)
+
+    def fit(self, x) -> NoisyCodes:
+        check_noise_variance(self.noise_variance)
+        self.compressor.fit(x)
+        return self
+
+    def transform(self, x) -> torch.Tensor:
+        v = check_noise_variance(self.noise_variance)
+        c = torch.as_tensor(self.compressor.transform(x))
+        g = torch.Generator().manual_seed(int(self.seed))
+        noise = torch.randn(c.shape, generator=g, dtype=torch.float64).to(device=c.device, dtype=c.dtype)
+        return c + math.sqrt(v) * noise
+
+    def __repr__(self) -> str:
+        return f"NoisyCodes({self.compressor!r}, noise_variance={self.noise_variance}, seed={self.seed})"
 
 
 class IncrementalPCA:
