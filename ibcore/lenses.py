@@ -24,7 +24,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-
 import torch
 
 from .estimators import Binning, KDEBound, NoisyLayerMI
