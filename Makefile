@@ -38,6 +38,7 @@ bench: $(INSTALLED)
 	$(BIN)/python benchmarks/bench_estimators.py
 	$(BIN)/python benchmarks/bench_lossy.py
 	$(BIN)/python benchmarks/bench_image_flow.py
+	$(BIN)/python benchmarks/bench_flow_epoch.py
 	$(BIN)/python benchmarks/bench_noisy_layer.py
 	$(BIN)/python benchmarks/bench_batch.py
 

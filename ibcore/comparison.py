@@ -1,11 +1,12 @@
 """Estimated against true MI: registered estimators run over known-MI tasks and levels, as tidy records.
 
 Used by the MIENF notebook and by ``benchmarks/bench_estimators.py``. Each record is a dict
-``{"task", "level", "true_mi", "estimator", "seed", "value", "std", "seconds", "epochs_run", "not_converged",
-"bound", "warnings", "result"}``; ``estimator`` is the label the caller chose (several labels may share one
-registered name), ``bound`` the estimator's ``diagnostics["bound"]`` (InfoNCE's ln B; ``None`` where it has none),
-``training_value`` a trained estimator's value on its own training rows (``None`` for the others) and ``result`` the
-whole :class:`~ibcore.estimators.MIEstimate` as a dict (params, device, diagnostics).
+``{"task", "level", "true_mi", "estimator", "seed", "value", "std", "seconds", "cpu_seconds", "epochs_run",
+"not_converged", "bound", "warnings", "result"}``; ``estimator`` is the label the caller chose (several labels may
+share one registered name), ``cpu_seconds`` the process's CPU time for the estimate (all its threads), ``bound``
+the estimator's ``diagnostics["bound"]`` (InfoNCE's ln B; ``None`` where it has none), ``training_value`` a trained
+estimator's value on its own training rows (``None`` for the others) and ``result`` the whole
+:class:`~ibcore.estimators.MIEstimate` as a dict (params, device, diagnostics).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,9 +138,12 @@ def _run(e, seed, x, y, ci=None, resamples=20) -> dict:
     # one estimate by a clone of e (its seed set to the run's), as the fields of a record
     e = e.clone(seed=seed) if "seed" in e.param_names() else e.clone()
     a, b = (x, y) if e.images else (image_rows(x)[0], image_rows(y)[0])
+    cpu = time.process_time()
     r = e.estimate(a, b) if ci is None else e.estimate(a, b, ci=ci, resamples=resamples, resample_seed=seed)
+    cpu = time.process_time() - cpu
     d = r.diagnostics
     return {"value": r.value, "std": r.std, "ci": None if r.ci is None else list(r.ci), "seconds": r.seconds,
+            "cpu_seconds": cpu,
             "chosen": d.get("chosen"), "epochs_run": d.get("epochs_run"),
             "not_converged": d.get("not_converged"), "bound": d.get("bound"),
             "training_value": d.get("training_value"), "warnings": list(r.warnings), "result": r.to_dict()}  # fmt: skip

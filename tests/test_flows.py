@@ -5,6 +5,7 @@ Tolerance |I_hat - I| <= 0.1 + 0.1 I: the CPU plan of papers.md section 4 for MI
 """
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -167,6 +168,9 @@ def test_diagnostics_report_the_training(device):
     assert r.params["device"] == device
     d = r.diagnostics
     assert d["epochs_run"] == 5 and len(d["curve"]) == 5 and len(d["held_out_nll"]) == 5
+    # the criterion starts at the untrained flows (epoch 0) and is minus the held-out NLL after
+    assert len(d["criterion"]) == 6 and d["criterion"][1:] == pytest.approx([-v for v in d["held_out_nll"]])
+    assert math.isfinite(d["curve_start"]) and d["curve_start"] != d["curve"][0]
     assert d["n_train"] + d["n_held_out"] == 600 and d["latent"] == 2
     assert isinstance(d["not_converged"], bool) and isinstance(d["still_increasing"], bool)
     assert r.value == pytest.approx(d["curve"][-1])
@@ -207,6 +211,29 @@ def test_flows_live_on_the_device_and_keep_their_masks_out_of_the_state(image, d
         cpu = PairFlow(side(), side(), 2, "ml", seed=0).double()
         cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
         torch.testing.assert_close(cpu.latents(x.cpu(), y.cpu())[0], xi.cpu(), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mask", [[1, 1, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1], [1, 0, 1, 0, 1], [0, 1, 1, 0, 0]])
+def test_couplings_split_by_slicing_are_zukos_coupling(mask):
+    # A mask that keeps a leading or a trailing block is split by slicing and merged by concatenation (the vector
+    # flows' halves); any other mask by indexing. Either way the transformation, its log-determinant and its
+    # inverse are those of zuko's CouplingTransform with the same mask and hypernetwork.
+    from zuko.transforms import CouplingTransform
+
+    from ibcore.estimators.flows import _Coupling
+
+    mask = torch.tensor(mask, dtype=torch.bool)
+    layer = _Coupling(5, mask, hidden_features=(8,)).double()
+    _randomise(layer)
+    assert (layer.lead is not None) == (mask.tolist() in ([1, 1, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1]))
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours, theirs = layer(), CouplingTransform(partial(layer.meta, None), mask)
+    y, ladj = ours.call_and_ladj(x)
+    y_ref, ladj_ref = theirs.call_and_ladj(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ladj, ladj_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ours.inv(y), x, rtol=0, atol=1e-10)
+    assert not torch.allclose(y, x)  # the randomised layer moves the transformed part
 
 
 @pytest.mark.parametrize("name", ["mienf", "tridiag-mienf"])

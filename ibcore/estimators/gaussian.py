@@ -7,12 +7,14 @@ second moments, so for non-Gaussian data it is a lower bound on the MI of the Ga
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy import special
 
 from ._validation import as_samples, check_same_length
 from .interface import MIEstimate, MIEstimator, register
 
-__all__ = ["GaussianMI"]
+__all__ = ["GaussianMI", "gaussian_mi_bias"]
 
 
 def _scales(t: torch.Tensor, name: str) -> torch.Tensor:
@@ -58,6 +60,9 @@ class GaussianMI(MIEstimator):
     (n > d_x + d_y).
 
     Arguments:
+        bias_correction: Subtract the plug-in estimate's finite-sample bias, :func:`gaussian_mi_bias` (exactly
+            unbiased for Gaussian data; the bias is about d_x d_y / (2 n) nats, 1.25 nats at 50 + 50 dimensions and
+            1,000 samples). Off by default: the textbook plug-in estimate.
         device: Where to compute; ``None`` follows the data.
 
     Example:
@@ -67,8 +72,8 @@ class GaussianMI(MIEstimator):
         1.0
     """
 
-    def __init__(self, device=None):
-        self.device = device
+    def __init__(self, bias_correction: bool = False, device=None):
+        self.bias_correction, self.device = bias_correction, device
 
     def _estimate(self, x, y, p) -> MIEstimate:
         tx = as_samples(x, "x", device=self.device, float_dtype=torch.float64)
@@ -89,7 +94,35 @@ class GaussianMI(MIEstimator):
                 f"x and y are linearly dependent (canonical correlation {float(rho.max()):.15f}): the Gaussian MI is"
                 " infinite"
             )
+        if not isinstance(self.bias_correction, bool):
+            raise ValueError(f"bias_correction must be True or False, got {self.bias_correction!r}")
         value = float(-0.5 * torch.log1p(-(rho**2)).sum())
-        return MIEstimate(
-            value, n, self.name, self.get_params(), diagnostics={"canonical_correlations": rho.tolist()}
-        )
+        diagnostics = {"canonical_correlations": rho.tolist()}
+        if self.bias_correction:
+            diagnostics["bias"] = gaussian_mi_bias(n, dx, dy)
+            value -= diagnostics["bias"]
+        return MIEstimate(value, n, self.name, self.get_params(), diagnostics=diagnostics)
+
+
+def gaussian_mi_bias(n: int, dx: int, dy: int) -> float:
+    """E[plug-in Gaussian MI] - I for ``n`` samples of a jointly Gaussian pair of ``dx`` and ``dy`` dimensions.
+
+    The plug-in estimate is 1/2 [ln det S_xx + ln det S_yy - ln det S] with S the sample covariance (mean removed),
+    and (n - 1) S is Wishart with n - 1 degrees of freedom, so E[ln det S] = ln det Sigma + sum_{i<d} psi((n - 1 - i)
+    / 2) + d ln(2 / (n - 1)) whatever Sigma is (e.g. Anderson 2003, Thm. 7.5.4): the bias is the same for every
+    MI, 1/2 [B(d_x) + B(d_y) - B(d_x + d_y)] with B(d) = sum_{i<d} psi((n - 1 - i) / 2), about d_x d_y / (2 n).
+
+    Example:
+        >>> round(gaussian_mi_bias(1000, 50, 50), 3), round(gaussian_mi_bias(10_000, 2, 2), 5)
+        (1.318, 0.0002)
+    """
+    for name, v in (("dx", dx), ("dy", dy)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= dx + dy:
+        raise ValueError(f"n must be an integer > dx + dy = {dx + dy}, got {n!r}")
+
+    def b(d: int) -> float:
+        return float(special.digamma((n - 1 - np.arange(d)) / 2).sum())
+
+    return 0.5 * (b(dx) + b(dy) - b(dx + dy))

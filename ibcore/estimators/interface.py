@@ -83,6 +83,7 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "exact_conditional": (bool, "one centre per input: h(T|X) is the Gaussian's, exactly"),
     "components": (int, "principal components of the layer kept before the noise (noisy-layer)"),
     "classes": (int, "number of classes"),
+    "bias": (float, "finite-sample bias subtracted from the plug-in value (Gaussian, bias_correction)"),
     "canonical_correlations": (list, "canonical correlations of the (latent) pair"),
     "backend": (str, "k-NN backend used: 'kdtree' or 'torch'"),
     "dtype": (str, "floating dtype of the computation"),
@@ -93,6 +94,9 @@ DIAGNOSTICS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "weights": (list, "weights of the weighted Kozachenko-Leonenko estimator"),
     "standardized": (bool, "each column was scaled to unit variance first (k-NN)"),
     "curve": (list, "held-out value after each training epoch"),
+    "curve_start": (float, "held-out value of the untrained network (epoch 0)"),
+    "criterion": (list, "held-out early-stopping criterion (higher is better) per evaluation, the first at epoch 0: "
+                        "any stopping rule can be replayed from it"),
     "held_out_nll": (list, "held-out negative log-likelihood per epoch (flows)"),
     "train_loss": (list, "training loss per epoch"),
     "epochs_run": (int, "epochs trained"),
