@@ -55,6 +55,7 @@ CLAIM_KEYS = {"id", "kind", "paper", "claim", "paper_value", "paper_number", "wh
 REQUIRED = {"id", "kind", "paper", "claim", "paper_value", "notebook", "number", "reproduced", "source"}
 KINDS = ("finding", "check")
 SCALES = ("default", "paper")
+LIBRARY = "library_digest"  # in a run's work folder: library_digest() of the code it ran with
 #: What a range verdict means, per kind of claim and scale.
 WORDS = {
     ("finding", "paper"): {"reproduced": "reproduced", "partly": "partly reproduced", "not": "not reproduced"},
@@ -358,7 +359,10 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     ``checkpoint_dir``), a folder that may be committed while a long run is in progress: the same command, on this
     machine or the next, continues from it; when the run has succeeded it moves to the run's work folder
     (``results/``, not committed), from which a record made stale by an edit of the notebook is remade in seconds:
-    a finished run whose executed notebook is another version than the one in ``notebooks/`` runs again."""
+    a finished run whose executed notebook is another version than the one in ``notebooks/`` runs again, and at
+    the default scale so does one that ran with other library code (:func:`library_digest`: the notebook unchanged,
+    an estimator changed). A finished paper-scale run is kept across library changes (it took hours; its
+    checkpoints are gone): remaking it is a decision, made by deleting its work folder."""
     root = Path(root)
     from ._io import write_atomic
     from .batch import NOTEBOOK, RESULT, Run, _run_id, check_parameters, run_sweep
@@ -384,9 +388,12 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         files[run_key(runs[-1])] = None if pfile is None else {"path": str(pfile.relative_to(root)),
                                                                "text": pfile.read_text()}  # fmt: skip
         digests[run_key(runs[-1])] = notebook_digest(nb)  # of the version that runs: an edit makes it stale
+    library = library_digest(root)
     for run in runs:  # a finished run of an earlier version of its notebook runs again (from its checkpoints)
-        done, executed = Path(run.folder) / RESULT, Path(run.folder) / NOTEBOOK
-        if done.is_file() and (not executed.is_file() or notebook_digest(executed) != digests[run_key(run)]):
+        done, executed, code = Path(run.folder) / RESULT, Path(run.folder) / NOTEBOOK, Path(run.folder) / LIBRARY
+        other_code = scale == "default" and (not code.is_file() or code.read_text() != library)
+        if done.is_file() and (other_code or not executed.is_file()
+                               or notebook_digest(executed) != digests[run_key(run)]):  # fmt: skip
             done.unlink()
     provenance = {"commit": _commit(root), "machine": machine()}
     target = root / "book" / "records" / scale
@@ -396,10 +403,20 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         for run, res in zip(batch, run_sweep(batch, workers=workers, threads=threads)):
             results.append(res)
             if res and res["status"] == "ok":
+                write_atomic(Path(run.folder) / LIBRARY, library)  # the code this result was made with
                 res = {**res, "notebook_digest": digests[run_key(run)], "scale": scale, **provenance,
                        "params_file": files[run_key(run)]}  # fmt: skip
                 write_atomic(target / f"{run_key(run)}.json", json.dumps(res, indent=1, default=str))
     return results
+
+
+def library_digest(root: str | os.PathLike = ROOT) -> str:
+    """Digest of the library's code (every ``ibcore/**/*.py`` under ``root``, names and bytes): a default-scale run
+    made with other code is not reused as a record."""
+    h = hashlib.sha256()
+    for path in sorted((Path(root) / "ibcore").rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def reduced_reason(text: str) -> str | None:

@@ -260,6 +260,22 @@ def test_a_finished_run_of_an_older_notebook_runs_again_when_recorded(tmp_path):
     assert notebook_digest(next((root / "results").rglob("notebook.ipynb"))) == notebook_digest(nb_path)
 
 
+def test_a_finished_default_run_made_with_other_library_code_runs_again(tmp_path):
+    # the notebook unchanged, an estimator changed: the earlier execution is not a record of the new code
+    from ibcore.scorecard import library_digest, record
+
+    root = _repo(tmp_path, [_claim()])
+    (root / "ibcore").mkdir()
+    (root / "ibcore" / "estimator.py").write_text("VALUE = 1\n")
+    first = record(["probe"], "default", root=root, workers=1, threads=1)[0]["started"]
+    assert record(["probe"], "default", root=root, workers=1, threads=1)[0]["started"] == first  # reused
+    before = library_digest(root)
+    (root / "ibcore" / "estimator.py").write_text("VALUE = 2\n")
+    assert library_digest(root) != before
+    again = record(["probe"], "default", root=root, workers=1, threads=1)[0]
+    assert again["status"] == "ok" and again["started"] != first
+
+
 def test_a_reduced_paper_file_is_shown_as_a_reduced_run(tmp_path):
     from ibcore.scorecard import reduced_reason
 
