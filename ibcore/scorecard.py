@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import string
 import sys
 from collections.abc import Sequence
@@ -365,7 +366,7 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
     checkpoints are gone): remaking it is a decision, made by deleting its work folder."""
     root = Path(root)
     from ._io import write_atomic
-    from .batch import NOTEBOOK, RESULT, Run, _run_id, check_parameters, run_sweep
+    from .batch import CHECKPOINTS, NOTEBOOK, RESULT, Run, _run_id, check_parameters, run_sweep
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -395,6 +396,8 @@ def record(notebooks: Sequence[str], scale: str = "default", *, root: str | os.P
         if done.is_file() and (other_code or not executed.is_file()
                                or notebook_digest(executed) != digests[run_key(run)]):  # fmt: skip
             done.unlink()
+            if other_code:  # what it kept (trained networks, finished estimates) was made by the other code too
+                shutil.rmtree(Path(run.folder) / CHECKPOINTS, ignore_errors=True)
     provenance = {"commit": _commit(root), "machine": machine()}
     target = root / "book" / "records" / scale
     results = []

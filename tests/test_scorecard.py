@@ -272,8 +272,11 @@ def test_a_finished_default_run_made_with_other_library_code_runs_again(tmp_path
     before = library_digest(root)
     (root / "ibcore" / "estimator.py").write_text("VALUE = 2\n")
     assert library_digest(root) != before
+    kept = next((root / "results").rglob("result.json")).parent / "checkpoints"
+    kept.mkdir()
+    (kept / "estimates.json").write_text("[]")  # what the finished run kept, made by the old code
     again = record(["probe"], "default", root=root, workers=1, threads=1)[0]
-    assert again["status"] == "ok" and again["started"] != first
+    assert again["status"] == "ok" and again["started"] != first and not kept.exists()
 
 
 def test_a_reduced_paper_file_is_shown_as_a_reduced_run(tmp_path):
