@@ -39,7 +39,7 @@ RULES += [("cap", e, None, best) for e in (50, 100) for best in (False, True)]
 
 
 def replay(record: dict, rule, bias_correction: bool = False) -> tuple[int, float]:
-    """The epoch a rule stops at and the value it returns, from a run stopped by the default rule; with
+    """The epoch a rule stops at and the value it returns, from a run stopped by its own (a later) rule; with
     ``bias_correction`` N-MIENF's held-out Gaussian MI less its finite-sample bias (a constant of the run)."""
     d = record["result"]["diagnostics"]
     shift = 0.0

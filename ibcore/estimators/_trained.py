@@ -107,8 +107,7 @@ class Training:
         curve = held.values[1:]  # the first value is the untrained network (epoch 0)
         return {
             "curve": curve, "curve_start": held.values[0], "criterion": list(held.criteria),
-            "train_loss": list(state.losses),
-            "epochs_run": state.epoch, "n_train": n_train,
+            "train_loss": list(state.losses), "epochs_run": state.epoch, "n_train": n_train,
             "n_held_out": n_test, "best": max(curve, default=held.values[-1]), "stopped_early": state.epoch < epochs,
             **convergence_flags(curve, std, state.epoch, epochs, held.since_best),
         }  # fmt: skip
