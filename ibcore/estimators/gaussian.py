@@ -76,6 +76,8 @@ class GaussianMI(MIEstimator):
         self.bias_correction, self.device = bias_correction, device
 
     def _estimate(self, x, y, p) -> MIEstimate:
+        if not isinstance(self.bias_correction, bool):
+            raise ValueError(f"bias_correction must be True or False, got {self.bias_correction!r}")
         tx = as_samples(x, "x", device=self.device, float_dtype=torch.float64)
         ty = as_samples(y, "y", device=self.device, float_dtype=torch.float64)
         check_same_length(tx, ty)
@@ -94,8 +96,6 @@ class GaussianMI(MIEstimator):
                 f"x and y are linearly dependent (canonical correlation {float(rho.max()):.15f}): the Gaussian MI is"
                 " infinite"
             )
-        if not isinstance(self.bias_correction, bool):
-            raise ValueError(f"bias_correction must be True or False, got {self.bias_correction!r}")
         value = float(-0.5 * torch.log1p(-(rho**2)).sum())
         diagnostics = {"canonical_correlations": rho.tolist()}
         if self.bias_correction:
