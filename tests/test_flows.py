@@ -213,27 +213,100 @@ def test_flows_live_on_the_device_and_keep_their_masks_out_of_the_state(image, d
         torch.testing.assert_close(cpu.latents(x.cpu(), y.cpu())[0], xi.cpu(), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("mask", [[1, 1, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1], [1, 0, 1, 0, 1], [0, 1, 1, 0, 0]])
-def test_couplings_split_by_slicing_are_zukos_coupling(mask):
-    # A mask that keeps a leading or a trailing block is split by slicing and merged by concatenation (the vector
-    # flows' halves); any other mask by indexing. Either way the transformation, its log-determinant and its
-    # inverse are those of zuko's CouplingTransform with the same mask and hypernetwork.
-    from zuko.transforms import CouplingTransform
+def _zuko_composition(flow):
+    # The slow, plain reference: zuko's spline, general couplings on half masks and rotation, composed as zuko
+    # composes them, with the parameters of our VectorFlow (its last coupling layer lists the shifts, then the
+    # log-scales; zuko interleaves them per coordinate).
+    from zuko.flows.coupling import GeneralCouplingTransform
+    from zuko.flows.gaussianization import ElementWiseTransform
+    from zuko.lazy import LazyComposedTransform, UnconditionalTransform
+    from zuko.transforms import MonotonicRQSTransform, RotationTransform
 
-    from ibcore.estimators.flows import _Coupling
+    dim, bins, hidden = flow.dim, flow.bins, flow.signature[5]
+    parts = []
+    with torch.no_grad():
+        if bins:
+            spline = ElementWiseTransform(dim, univariate=partial(MonotonicRQSTransform, bound=flow.bound),
+                                          shapes=((bins,), (bins,), (bins - 1,)))  # fmt: skip
+            for theirs, ours in zip(spline.phi, flow.spline):
+                theirs.copy_(ours[0])
+            parts.append(spline)
+        first = torch.arange(dim) < (dim + 1) // 2
+        for i in range(flow.couplings):
+            layer = GeneralCouplingTransform(dim, mask=first if i % 2 == 0 else ~first, hidden_features=hidden)
+            linears = [m for m in layer.hyper.modules() if hasattr(m, "weight")]
+            at = slice(i * flow.layers, (i + 1) * flow.layers)
+            for j, (lin, w, b) in enumerate(zip(linears, flow.weights[at], flow.biases[at])):
+                w, b = w[0].T, b[0, 0]
+                if j == len(linears) - 1:
+                    m = w.shape[0] // 2
+                    order = torch.stack((torch.arange(m), torch.arange(m) + m), 1).flatten()
+                    w, b = w[order], b[order]
+                lin.weight.copy_(w)
+                lin.bias.copy_(b)
+            parts.append(layer)
+        if flow.rotation is not None:
+            parts.append(UnconditionalTransform(RotationTransform, flow.rotation[0].clone()))
+    return LazyComposedTransform(*parts).to(flow.rotation.dtype if flow.rotation is not None else torch.float64)
 
-    mask = torch.tensor(mask, dtype=torch.bool)
-    layer = _Coupling(5, mask, hidden_features=(8,)).double()
-    _randomise(layer)
-    assert (layer.lead is not None) == (mask.tolist() in ([1, 1, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1]))
-    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    ours, theirs = layer(), CouplingTransform(partial(layer.meta, None), mask)
-    y, ladj = ours.call_and_ladj(x)
-    y_ref, ladj_ref = theirs.call_and_ladj(x)
-    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(ladj, ladj_ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(ours.inv(y), x, rtol=0, atol=1e-10)
-    assert not torch.allclose(y, x)  # the randomised layer moves the transformed part
+
+@pytest.mark.parametrize("dim, bins, orthogonal", [(1, 6, True), (2, 6, True), (5, 6, True), (5, 0, False),
+                                                   (6, 4, False)])  # fmt: skip
+def test_vector_flow_is_zukos_composition(dim, bins, orthogonal):
+    # The rewritten flow (one side) computes the transformation, log-determinant and inverse of zuko's spline,
+    # couplings and rotation with the same parameters.
+    flow = side_flow(dim, couplings=3, hidden=(8, 8), bins=bins, orthogonal=orthogonal).double()
+    _randomise(flow)
+    ref = _zuko_composition(flow).double()
+    x = 2.0 * torch.randn(9, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[0, 0] = 7.0  # outside the spline's [-5, 5]: the identity there
+    z, ladj = flow().call_and_ladj(x)
+    z_ref, ladj_ref = ref().call_and_ladj(x)
+    torch.testing.assert_close(z, z_ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(ladj, ladj_ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(flow().inv(z), x, rtol=0, atol=1e-8)
+    assert not torch.allclose(z, x)
+
+
+def test_vector_flows_start_with_the_draws_of_zukos_composition():
+    # Initialised from a seed, the pair's flows hold the parameters zuko's modules would get from the same
+    # generator (layer by layer, weight then bias, last layers zero): the rewrite starts where the old flows did.
+    from ibcore.estimators._init import init_uniform
+    from ibcore.estimators.flows import _LAYERS
+
+    model = PairFlow(side_flow(4, couplings=2, hidden=(8,)), side_flow(4, couplings=2, hidden=(8,)), 4, "ml", seed=3)
+    fresh = [_zuko_composition(side_flow(4, couplings=2, hidden=(8,))) for _ in "xy"]
+    holder = torch.nn.ModuleList(fresh)
+    init_uniform(holder, torch.Generator().manual_seed(3), _LAYERS)
+    for ref in fresh:
+        for layer in ref.transforms[1:3]:
+            last = [m for m in layer.hyper.modules() if hasattr(m, "weight")][-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.zero_()
+    for ours, ref in zip((model.fx, model.fy), fresh):
+        theirs = _zuko_composition(ours.double())
+        for a, b in zip(theirs.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b.double(), rtol=0, atol=0)
+    assert any(float(p.detach().abs().sum()) > 0 for p in model.fx.weights)
+
+
+@pytest.mark.parametrize("dims", [(3, 3), (3, 2)])
+def test_a_pair_of_vector_flows_runs_as_one_computation_with_each_sides_result(dims):
+    # Sides of one shape are stacked into one batched computation, others run in turn: either way xi = f_X(x),
+    # eta = f_Y(y) and the log-determinants add.
+    model = PairFlow(side_flow(dims[0], couplings=2, hidden=(8,)), side_flow(dims[1], couplings=2, hidden=(8,)),
+                     2, "ml", seed=0).double()  # fmt: skip
+    _randomise(model)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(11, dims[0], generator=g, dtype=torch.float64), torch.randn(11, dims[1], generator=g,
+                                                                                   dtype=torch.float64)  # fmt: skip
+    xi, eta, ladj = model.latents(x, y)
+    (xi_ref, lx), (eta_ref, ly) = model.fx().call_and_ladj(x), model.fy().call_and_ladj(y)
+    torch.testing.assert_close(xi, xi_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(eta, eta_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ladj, lx + ly, rtol=0, atol=1e-12)
+    assert not torch.allclose(xi, eta[:, :1].expand_as(xi)) and not torch.allclose(lx, ly)
 
 
 @pytest.mark.parametrize("name", ["mienf", "tridiag-mienf"])

@@ -13,10 +13,11 @@ The error is at most the KL divergence between the pushed-forward joint law and 
 bound), so the estimate is exact once the flows Gaussianise the pair, however large the MI; unlike the critic bounds
 it has no ln(batch) ceiling and its variance does not grow exponentially with the MI.
 
-Flows come from ``zuko``. For vectors each side is an element-wise rational-quadratic spline (which alone can
-Gaussianise the marginals, so 1-D tasks work), ``couplings`` RealNVP affine coupling layers on alternating halves,
-and a learnable orthogonal layer R = exp(A - A^T) (zuko's ``RotationTransform``) that lines the dependent directions
-up with the base's coordinates. For images (``x`` of shape ``(n, H, W)`` or ``(n, C, H, W)``, H, W >= 4) each side is
+For vectors each side is an element-wise rational-quadratic spline (which alone can Gaussianise the marginals, so
+1-D tasks work), ``couplings`` RealNVP affine coupling layers on alternating halves, and a learnable orthogonal layer
+R = exp(A - A^T) that lines the dependent directions up with the base's coordinates: zuko's transforms, rewritten in
+:mod:`ibcore.estimators._vector_flow` so that f_X and f_Y of one dimension train as one batched computation.
+For images (``x`` of shape ``(n, H, W)`` or ``(n, C, H, W)``, H, W >= 4) each side is
 ``image_couplings`` affine couplings on checkerboard masks conditioned by a small CNN (RealNVP's convolutional
 coupling), a whitening onto the principal axes of the training images (fitted before training, as Glow's ActNorm is),
 and the vector flow on the ``head`` leading coordinates; as in Glow's multiscale factoring-out, the other coordinates
@@ -46,14 +47,14 @@ import torch
 from torch import nn
 from torch.distributions import Transform, constraints
 from zuko.flows.coupling import GeneralCouplingTransform
-from zuko.flows.gaussianization import ElementWiseTransform
-from zuko.lazy import LazyComposedTransform, LazyTransform, UnconditionalTransform
+from zuko.lazy import LazyComposedTransform, LazyTransform
 from zuko.nn import Linear as ZukoLinear
-from zuko.transforms import CouplingTransform, MonotonicRQSTransform, RotationTransform
+from zuko.transforms import CouplingTransform
 
 from ._init import init_uniform
 from ._trained import HeldOut, TrainedEstimator, Training, convergence_flags, standardise
 from ._validation import as_samples, check_positive_int, check_same_length, image_rows, resolve_device
+from ._vector_flow import VectorFlow
 from .gaussian import GaussianMI
 from .interface import EntropyEstimate, EntropyEstimator, MIEstimate, register
 
@@ -181,95 +182,33 @@ class Head(LazyTransform):
         return _HeadTransform(self.flow(c), self.m)
 
 
-class _Spline(MonotonicRQSTransform):
-    # zuko's monotonic rational-quadratic spline, its knots found by torch.searchsorted and read by one flat index
-    # per value where knot tables are per feature ((features, bins + 1), as in the element-wise layer): zuko
-    # compares every value with every knot and gathers from the tables broadcast to the data's shape, whose backward
-    # scatters into a tensor of (rows, features, bins + 1). The same values; any other shape goes to zuko's code.
-    def _per_feature(self, x: torch.Tensor) -> bool:
-        return self.horizontal.dim() == 2 and x.dim() >= 1 and x.shape[-1] == self.horizontal.shape[0]
-
-    def searchsorted(self, seq: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        if not self._per_feature(value):
-            return MonotonicRQSTransform.searchsorted(seq, value)
-        rows = value.reshape(-1, value.shape[-1]).T.contiguous()  # (features, values)
-        return torch.searchsorted(seq.detach().contiguous(), rows.detach()).T.reshape(value.shape)
-
-    def bin(self, k: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if not self._per_feature(k):
-            return super().bin(k)
-        mask = torch.logical_and(0 <= k, k < self.bins)
-        k = k % self.bins
-        knots = self.horizontal.shape[-1]
-        at = k + torch.arange(k.shape[-1], device=k.device) * knots
-        tables = torch.stack((self.horizontal, self.vertical, self.derivatives)).reshape(3, -1)
-        (x0, x1), (y0, y1), (d0, d1) = tables[:, torch.stack((at, at + 1))]
-        return mask, x0, x1, y0, y1, d0, d1, (y1 - y0) / (x1 - x0)
-
-
 class _IndexedCoupling(CouplingTransform):
     # zuko's coupling transform with its split handed in: zuko's constructor finds the indices by mask.nonzero()
-    # each time the lazy transform is called, i.e. in every forward pass, a host sync per coupling per step on CUDA.
-    # A mask that keeps one contiguous block (the vector flows' halves, ``lead`` the size of the leading block) is
-    # split by slicing and merged by concatenation, where zuko indexes and scatters (and the backward of indexing
-    # scatters into a zero tensor): the same transformation in fewer and cheaper kernels.
-    def __init__(self, meta, idx_a: torch.Tensor, idx_b: torch.Tensor, lead: int | None = None,
-                 kept_first: bool = True):  # fmt: skip
+    # each time the lazy transform is called, i.e. in every forward pass, a host sync per coupling per step on CUDA
+    def __init__(self, meta, idx_a: torch.Tensor, idx_b: torch.Tensor):
         Transform.__init__(self)
-        self.meta, self.idx_a, self.idx_b, self.lead, self.kept_first = meta, idx_a, idx_b, lead, kept_first
-
-    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.lead is None:
-            return super().split(x)
-        first, second = x[..., : self.lead], x[..., self.lead :]
-        return (first, second) if self.kept_first else (second, first)
-
-    def merge(self, x_a: torch.Tensor, x_b: torch.Tensor, shape) -> torch.Tensor:
-        if self.lead is None:
-            return super().merge(x_a, x_b, shape)
-        return torch.cat((x_a, x_b) if self.kept_first else (x_b, x_a), dim=-1)
+        self.meta, self.idx_a, self.idx_b = meta, idx_a, idx_b
 
 
 class _Coupling(GeneralCouplingTransform):
     # zuko's GeneralCouplingTransform with the split indices of its mask found once, kept as buffers (they follow
-    # .to(device); not saved, they follow from the mask): the same transformation without a host sync per call,
-    # and by slicing where the mask keeps a leading or a trailing block.
+    # .to(device); not saved, they follow from the mask): the same transformation without a host sync per call
     def __init__(self, features: int, mask: torch.Tensor, **kwargs):
         super().__init__(features, mask=mask, **kwargs)
         self.register_buffer("idx_a", self.mask.nonzero().squeeze(-1), persistent=False)
         self.register_buffer("idx_b", (~self.mask).nonzero().squeeze(-1), persistent=False)
-        kept, at = int(self.mask.sum()), torch.arange(features)
-        self.lead, self.kept_first = None, True
-        if torch.equal(self.mask, at < kept):  # the leading block kept
-            self.lead = kept
-        elif torch.equal(self.mask, at >= features - kept):  # the trailing block kept
-            self.lead, self.kept_first = features - kept, False
 
     def forward(self, c=None) -> Transform:
-        return _IndexedCoupling(partial(self.meta, c), self.idx_a, self.idx_b, self.lead, self.kept_first)
-
-
-def _coupling(features: int, mask: torch.Tensor, hidden) -> GeneralCouplingTransform:
-    return _Coupling(features, mask, hidden_features=tuple(hidden))
+        return _IndexedCoupling(partial(self.meta, c), self.idx_a, self.idx_b)
 
 
 def side_flow(dim: int, *, couplings: int = 6, hidden=(64, 64), bins: int = 8, orthogonal: bool = True):
-    """The flow of one side for vectors: element-wise spline, RealNVP couplings, learnable orthogonal layer.
-
-    Returns a zuko lazy transform; ``flow()`` is the transformation data -> latent. Parameters are not yet
-    initialised deterministically: :class:`PairFlow` does that from its seed.
+    """The flow of one side for vectors: element-wise spline, RealNVP couplings on alternating halves, learnable
+    orthogonal layer (:class:`~ibcore.estimators._vector_flow.VectorFlow`, a zuko lazy transform: ``flow()`` is the
+    transformation data -> latent). Parameters are not yet initialised deterministically: :class:`PairFlow` does
+    that from its seed.
     """
-    parts = []
-    if bins:
-        parts.append(ElementWiseTransform(dim, univariate=partial(_Spline, bound=5.0),
-                                          shapes=((bins,), (bins,), (bins - 1,))))  # fmt: skip
-    if dim > 1:
-        first = torch.arange(dim) < (dim + 1) // 2  # the couplings alternate: the first half kept, then the second
-        for i in range(couplings):
-            parts.append(_coupling(dim, first if i % 2 == 0 else ~first, hidden))
-        if orthogonal:
-            parts.append(UnconditionalTransform(RotationTransform, torch.zeros(dim, dim)))
-    return LazyComposedTransform(*parts)
+    return VectorFlow(dim, couplings=couplings, hidden=hidden, bins=bins, orthogonal=orthogonal)
 
 
 def image_flow(shape, *, couplings: int = 2, channels: int = 16, head: int = 16, head_couplings: int = 6,
@@ -303,7 +242,7 @@ def _initialise(flow: nn.Module, generator: torch.Generator) -> None:
     # Every parameter from a local generator: linear and conv layers uniform on +-1/sqrt(fan_in) (PyTorch's
     # default), the last layer of each hypernetwork zero and spline/rotation parameters zero, so that every flow
     # starts as (nearly) the identity. Nothing is drawn from the global generator.
-    init_uniform(flow, generator, _LAYERS)
+    init_uniform(flow, generator, _LAYERS, drawn=(VectorFlow,))
     with torch.no_grad():
         for m in flow.modules():
             if isinstance(m, GeneralCouplingTransform):
@@ -316,7 +255,8 @@ class PairFlow(nn.Module):
     """f_X x f_Y with a Gaussian base: ``forward(x, y)`` returns the negative log-likelihood per sample.
 
     Arguments:
-        fx, fy: zuko lazy transforms of each side (:func:`side_flow`, :func:`image_flow`).
+        fx, fy: zuko lazy transforms of each side (:func:`side_flow`, :func:`image_flow`); two vector flows of one
+            shape run as one batched computation.
         latent: How many leading latent components of each side enter the dependent Gaussian; the rest are
             independent standard normals.
         base: ``"ml"`` (Gaussian fitted by maximum likelihood on each minibatch) or ``"tridiag"`` (unit variances
@@ -343,6 +283,11 @@ class PairFlow(nn.Module):
 
     def latents(self, x, y):
         """The latents (xi, eta) and the log-determinant of the Jacobian of f_X x f_Y per sample."""
+        fx, fy = self.fx, self.fy
+        if isinstance(fx, VectorFlow) and isinstance(fy, VectorFlow) and fx.signature == fy.signature:
+            # two vector flows of one shape: one computation, the sides stacked (half the kernels of two)
+            z, ladj = fx.apply(VectorFlow.stack((fx, fy)), torch.stack((x, y)))
+            return z[0], z[1], ladj[0] + ladj[1]
         xi, lx = self.fx().call_and_ladj(x)
         eta, ly = self.fy().call_and_ladj(y)
         return xi, eta, lx + ly
@@ -475,12 +420,12 @@ class _FlowEstimator(TrainedEstimator):
                               head_couplings=self.couplings, hidden=self.hidden, bins=self.bins,
                               orthogonal=self.orthogonal)  # fmt: skip
 
-        with torch.random.fork_rng(devices=[]):  # zuko's constructors draw; _initialise redraws from the seed
+        with torch.random.fork_rng(devices=[]):  # the image layers' constructors draw; _initialise redraws
             model = PairFlow(build(dx, shape_x), build(dy, shape_y), latent, self.base, self.seed)
         model = model.to(tx.device)
         with torch.no_grad():  # the flows start at the identity: fit the principal axes to the training images
             for flow, t in ((model.fx, tx), (model.fy, ty)):
-                for part in flow.transforms:
+                for part in getattr(flow, "transforms", ()):  # image flows (LazyComposedTransform)
                     if isinstance(part, PrincipalAxes):
                         part.fit(t[train])
             start = train[: min(len(train), 8192)]
@@ -652,9 +597,8 @@ class FlowEntropy(Training, EntropyEstimator):
         # h(x) = h(z) + sum ln sd for z the standardised rows (in float64: the shift is exact)
         shift = float(torch.log(t[train].double().std(0)).sum())
         z = standardise(t, train)
-        with torch.random.fork_rng(devices=[]):  # zuko's constructors draw; _initialise redraws from the seed
-            model = _Density(side_flow(d, couplings=self.couplings, hidden=self.hidden, bins=self.bins,
-                                       orthogonal=self.orthogonal), self.seed).to(t.device)  # fmt: skip
+        model = _Density(side_flow(d, couplings=self.couplings, hidden=self.hidden, bins=self.bins,
+                                   orthogonal=self.orthogonal), self.seed).to(t.device)  # fmt: skip
         zt = z[test]
 
         def evaluate(model):  # minus the held-out NLL is the criterion (higher is better); the value is the NLL
